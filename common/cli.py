@@ -1,0 +1,72 @@
+"""The command-line side every train.py shares: one-line usage errors and the common flags.
+
+A mistake a user can make (unknown env, bad config key, missing file, negative budget, CUDA on a
+CPU machine, --resume without a checkpoint) raises `UsageError` anywhere in the code; `run_main`
+turns it into a single line on stderr and exit status 2, never a stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; reported as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_common_args(parser: argparse.ArgumentParser, config_aliases: Sequence[str] = ()) -> None:
+    """Add the flags every paper's train.py has, with the same names everywhere.
+
+    Flags that override a config key default to `argparse.SUPPRESS`, so only the flags a user
+    actually typed reach `common.config.resolve_config` and override the config file.
+    `config_aliases` keeps a seed project's spelling (e.g. SEARL's `--config_file`).
+    """
+    parser.add_argument("--env", default=argparse.SUPPRESS,
+                        help="environment id (a gymnasium id, or one the paper defines)")
+    parser.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                        help="random seed for python, numpy, torch and the environments")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:N (default: auto = cuda if available)")
+    parser.add_argument("--out-dir", default=None,
+                        help="run folder (default: runs/<paper>/<env>__<seed>__<timestamp>)")
+    parser.add_argument("--config", *config_aliases, dest="config", default=None,
+                        help="JSON or YAML file of config keys; command-line flags override it")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override any config key (repeatable; VALUE is parsed as YAML)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out-dir from its latest checkpoint")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny budget of the real method (finishes in well under a minute)")
+
+
+def add_parallel_args(parser: argparse.ArgumentParser) -> None:
+    """Flags for papers that spread work (individuals, agents, NES workers) over processes;
+    their values go straight to `common.parallel.WorkerPool`."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel workers (default: 1)")
+    parser.add_argument("--backend", default="serial", choices=("serial", "process", "ray"),
+                        help="serial (default) | process: local spawn pool, one torch thread "
+                             "per worker | ray: Ray tasks, local or on a cluster")
+    parser.add_argument("--ray-address", default=None,
+                        help="join an existing Ray cluster, e.g. 'auto' or 'HEAD_IP:6379' "
+                             "(default: start a local Ray with --workers CPUs)")
+
+
+def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
+             prog: str | None = None) -> None:
+    """Call `main(argv)`; a UsageError becomes one line on stderr and exit status 2."""
+    try:
+        main(argv)
+    except UsageError as error:
+        name = prog or (sys.argv[0] if sys.argv and sys.argv[0] else "train.py")
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,52 @@
+"""Device resolution (`--device auto|cpu|cuda[:i]`), seeding and CPU thread settings."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from common.cli import UsageError
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn a `--device` value into a torch.device; asking for absent CUDA is a UsageError."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = spec.partition(":")[2]
+        if index and not index.isdigit():
+            raise UsageError(f"--device {spec!r} is not valid; allowed: {DEVICE_CHOICES}")
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec} asked for CUDA, but torch finds no CUDA device "
+                             f"on this machine; use --device cpu or auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) "
+                             f"here (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device(spec)
+    raise UsageError(f"--device {spec!r} is not valid; allowed: {DEVICE_CHOICES}")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch (CPU and CUDA); return a numpy Generator for this seed.
+
+    Environments are seeded separately, through `common.envs.make_env(env_id, seed)`.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return np.random.default_rng(seed)
+
+
+def set_single_thread() -> None:
+    """One torch (and BLAS) thread for this process: the fast setting for small MLPs when
+    several worker processes share few CPU cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)

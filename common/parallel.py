@@ -1,0 +1,102 @@
+"""`parallel_map(fn, items, workers, backend)`: the same map on one process, a local process
+pool, or a Ray cluster.
+
+- `serial` (default): a plain loop in this process.
+- `process`: a spawn-started pool of `workers` processes, one torch thread each (the fast
+  setting for small networks on few cores). `fn` must be importable (a module-level function).
+- `ray`: Ray tasks, one CPU and one torch thread each. Ray is imported only when chosen;
+  `ray_address` joins an existing cluster (`ray start --head` ...), otherwise a local Ray starts
+  with `workers` CPUs. Every node needs this repository installed (`pip install -r
+  requirements.txt -r requirements-ray.txt`).
+
+Results come back in the order of `items`. For seeded work (the seed travels inside the item)
+every backend gives the same results, as long as `fn`'s numerics do not depend on the number of
+torch threads (call `common.device.set_single_thread()` in the main process to be sure).
+
+Keep a `WorkerPool` open across calls (e.g. one per training run) to pay the start-up once.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterable
+
+from common.cli import UsageError
+from common.device import set_single_thread
+
+BACKENDS = ("serial", "process", "ray")
+
+
+def _single_threaded_call(fn: Callable, item: Any) -> Any:
+    set_single_thread()
+    return fn(item)
+
+
+class WorkerPool:
+    """A reusable map over items with the chosen backend; use as a context manager."""
+
+    def __init__(self, workers: int = 1, backend: str = "serial", ray_address: str | None = None):
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        self.workers, self.backend = workers, backend
+        self._executor = None
+        self._ray = None
+        self._started_ray = False
+        if backend == "process":
+            self._executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=set_single_thread)
+        elif backend == "ray":
+            self._start_ray(ray_address)
+
+    def _start_ray(self, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--backend ray needs Ray: pip install -r requirements-ray.txt") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            env_vars = {"OMP_NUM_THREADS": "1"}
+            if address:
+                options = {"address": address}
+            else:  # local workers can import whatever this process can (tests, script folders)
+                options = {"num_cpus": self.workers}
+                env_vars["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if os.path.isdir(p))
+            ray.init(include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": env_vars}, **options)
+            self._started_ray = True
+        self._remote = ray.remote(num_cpus=1)(_single_threaded_call)
+
+    def map(self, fn: Callable, items: Iterable) -> list:
+        items = list(items)
+        if self.backend == "serial":
+            return [fn(item) for item in items]
+        if self.backend == "process":
+            return list(self._executor.map(fn, items))
+        fn_ref = self._ray.put(fn)
+        return self._ray.get([self._remote.remote(fn_ref, item) for item in items])
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+        if self._started_ray:
+            self._ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def parallel_map(fn: Callable, items: Iterable, workers: int = 1, backend: str = "serial",
+                 ray_address: str | None = None) -> list:
+    """`[fn(item) for item in items]`, run by `backend` on `workers` workers; order kept."""
+    with WorkerPool(workers, backend, ray_address) as pool:
+        return pool.map(fn, items)

@@ -1,0 +1,248 @@
+"""Run folders: config.json, metrics.csv, summary.json and atomic checkpoints.
+
+A run folder holds everything one run produced. Starting a run never touches a folder that
+already holds files unless `--resume` was given, and `--resume` needs a checkpoint there. A
+train.py checks everything a user can get wrong (env id, config keys, budget, device) *before*
+creating its RunDir, so a failed start leaves nothing behind.
+
+    python -m common.runs check RUN_DIR   # prints "env<TAB>env_steps<TAB>final_return<TAB>wall"
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from common.cli import UsageError
+from common.config import RUN_META_KEY
+
+SUMMARY_KEYS = ("env_steps", "test_steps", "final_return", "best_return", "wall_seconds")
+CHECKPOINT = "latest.pt"
+
+
+def default_run_dir(paper: str, env_id: str, seed: int, root: str | Path = "runs") -> Path:
+    """`runs/<paper>/<env>__<seed>__<timestamp>`, with a suffix if that name is taken."""
+    safe_env = env_id.replace("/", "-").replace(":", "-")
+    stem = Path(root) / paper / f"{safe_env}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = stem, 1
+    while path.exists():
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}")
+    return path
+
+
+class RunDir:
+    """One run's folder. `RunDir(path)` starts a new run; `RunDir(path, resume=True)` reopens one
+    that has a checkpoint."""
+
+    def __init__(self, path: str | Path, resume: bool = False):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.resume = resume
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"run folder {self.path} exists and is not a folder")
+        if resume:
+            if not (self.checkpoints / CHECKPOINT).is_file():
+                raise UsageError(f"--resume: no checkpoint at {self.checkpoints / CHECKPOINT}; "
+                                 f"start a new run without --resume")
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            raise UsageError(f"run folder {self.path} already holds a run; pass --resume to "
+                             f"continue it, or choose another --out-dir")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    # -- config and summary ---------------------------------------------------------------------
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """config.json: the resolved config plus `_run` (versions, command, start time).
+        A resumed run keeps the config.json of its first start."""
+        if self.resume and (self.path / "config.json").exists():
+            return
+        meta = {"versions": versions(), "command": " ".join(sys.argv),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        write_json_atomic(self.path / "config.json", {**config, RUN_META_KEY: meta})
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """summary.json with the collection's keys (SUMMARY_KEYS) plus paper-specific ones."""
+        missing = [key for key in SUMMARY_KEYS if key not in summary]
+        if missing:
+            raise ValueError(f"summary is missing keys {missing}")
+        write_json_atomic(self.path / "summary.json", summary)
+
+    def metrics(self, keep_rows: int | None = None, name: str = "metrics.csv") -> "CsvLog":
+        """The metrics CSV (must have an `env_steps` column). On resume pass `keep_rows`, the
+        row count saved in the checkpoint, so rows logged after that checkpoint are dropped."""
+        return CsvLog(self.path / name, required=("env_steps",), keep_rows=keep_rows)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, state: Any, name: str = CHECKPOINT) -> Path:
+        return save_checkpoint(state, self.checkpoints / name)
+
+    def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
+        return load_checkpoint(self.checkpoints / name, map_location)
+
+
+class CsvLog:
+    """A CSV file written one row at a time: header from the first row's keys, flushed after
+    every row so a crash loses nothing already logged."""
+
+    def __init__(self, path: str | Path, required: Iterable[str] = (), keep_rows: int | None = None):
+        self.path = Path(path)
+        self.required = tuple(required)
+        self.fieldnames: list[str] | None = None
+        self.rows_written = 0
+        if self.path.exists() and keep_rows is not None:
+            self._truncate(keep_rows)
+        elif self.path.exists():
+            raise ValueError(f"{self.path} exists; pass keep_rows when resuming")
+        self._file = None
+
+    def _truncate(self, keep_rows: int) -> None:
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        self.fieldnames = rows[0]
+        kept = rows[: 1 + keep_rows]
+        self.rows_written = len(kept) - 1
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, self.path)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        if self.fieldnames is None:
+            missing = [key for key in self.required if key not in row]
+            if missing:
+                raise ValueError(f"{self.path.name} rows need the columns {missing}")
+            self.fieldnames = list(row)
+        unknown = [key for key in row if key not in self.fieldnames]
+        if unknown:
+            raise ValueError(f"{self.path.name}: columns {unknown} not in header {self.fieldnames}")
+        if self._file is None:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=self.fieldnames)
+            if new:
+                self._writer.writeheader()
+        self._writer.writerow({key: _plain(value) for key, value in row.items()})
+        self._file.flush()
+        self.rows_written += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -- atomic files --------------------------------------------------------------------------------
+def save_checkpoint(state: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then os.replace: a crash while
+    saving leaves the previous checkpoint intact, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> Any:
+    """Load a checkpoint this collection wrote. weights_only=False because checkpoints also hold
+    numpy arrays and RNG states; load only files you trust (your own runs)."""
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch values and paths as plain python values for JSON and CSV."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return value.tolist()
+    if isinstance(value, (Mapping, list, tuple, str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def versions() -> dict:
+    """Versions of what a result depends on, for config.json."""
+    import gymnasium
+    import numpy
+
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "gymnasium": gymnasium.__version__,
+            "platform": platform.platform(), "cpu_threads": torch.get_num_threads()}
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+# -- checking a finished run ---------------------------------------------------------------------
+def check_run_dir(path: str | Path) -> list[str]:
+    """Problems with a finished run folder (empty when it has every output the collection
+    promises: config.json, metrics.csv with env_steps, summary.json's keys, a PNG)."""
+    path = Path(path)
+    problems = []
+    for name in ("config.json", "summary.json"):
+        try:
+            json.loads((path / name).read_text())
+        except (OSError, ValueError) as error:
+            problems.append(f"{name}: {error}")
+    if not problems:
+        summary = json.loads((path / "summary.json").read_text())
+        problems += [f"summary.json lacks '{key}'" for key in SUMMARY_KEYS if key not in summary]
+    try:
+        with open(path / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "env_steps" not in rows[0]:
+            problems.append("metrics.csv has no rows or no env_steps column")
+    except OSError as error:
+        problems.append(f"metrics.csv: {error}")
+    if not any(path.glob("*.png")):
+        problems.append("no PNG plot in the run folder")
+    return problems
+
+
+def _check_main(args: list[str]) -> int:
+    if len(args) != 2 or args[0] != "check":
+        print("usage: python -m common.runs check RUN_DIR", file=sys.stderr)
+        return 2
+    path = Path(args[1])
+    problems = check_run_dir(path)
+    if problems:
+        print("; ".join(problems), file=sys.stderr)
+        return 1
+    config = json.loads((path / "config.json").read_text())
+    summary = json.loads((path / "summary.json").read_text())
+    env = summary.get("env", config.get("env", "?"))
+    print(f"{env}\t{summary['env_steps']}\t{summary['final_return']:.4g}\t"
+          f"{summary['wall_seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_check_main(sys.argv[1:]))

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from common.cli import (ArgumentParser, UsageError, add_common_args, add_parallel_args,
+                            run_main)
+
+    def main(argv):
+        parser = ArgumentParser(prog="train.py")
+        add_common_args(parser, config_aliases=("--config_file",))
+        add_parallel_args(parser)
+        parser.add_argument("--total-steps", type=int, default=100)
+        args = parser.parse_args(argv)
+        if args.total_steps < 0:
+            raise UsageError(f"--total-steps must be >= 0, got {args.total_steps}")
+        given = {k: v for k, v in vars(args).items() if k in ("env", "seed")}
+        print("ok", given, args.config, args.overrides)
+
+    run_main(main, prog="train.py")
+""")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_usage_error_is_one_line_and_exit_status_2():
+    result = run("--total-steps", "-5")
+    assert result.returncode == 2
+    assert result.stderr == "train.py: error: --total-steps must be >= 0, got -5\n"
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_flag_is_one_line_and_exit_status_2():
+    result = run("--no-such-flag")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unrecognized arguments" in result.stderr
+
+
+def test_unknown_backend_is_one_line_and_exit_status_2():
+    result = run("--backend", "threads")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "invalid choice: 'threads'" in result.stderr
+
+
+def test_only_typed_flags_reach_the_config_and_aliases_work():
+    result = run("--seed", "3", "--config_file", "x.yaml", "--set", "lr=1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok {'seed': 3} x.yaml ['lr=1']"
+
+
+def test_help_documents_the_common_flags():
+    result = run("--help")
+    assert result.returncode == 0
+    for flag in ("--env", "--seed", "--device", "--out-dir", "--config", "--config_file",
+                 "--set", "--resume", "--smoke", "--workers", "--backend", "--ray-address"):
+        assert flag in result.stdout

@@ -1,0 +1,159 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from common.cli import UsageError
+from common.runs import RunDir, check_run_dir, default_run_dir, load_checkpoint, save_checkpoint
+
+
+def test_default_run_dir_layout_and_no_collisions(tmp_path):
+    first = default_run_dir("searl", "ALE/Pong-v5", 7, root=tmp_path)
+    assert first.parent == tmp_path / "searl"
+    assert first.name.startswith("ALE-Pong-v5__7__")
+    first.mkdir(parents=True)
+    second = default_run_dir("searl", "ALE/Pong-v5", 7, root=tmp_path)
+    assert second != first and not second.exists()
+
+
+def test_refuses_to_overwrite_an_existing_run(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"seed": 1})
+    before = (tmp_path / "run" / "config.json").read_text()
+    with pytest.raises(UsageError, match="already holds a run; pass --resume"):
+        RunDir(tmp_path / "run")
+    assert (tmp_path / "run" / "config.json").read_text() == before
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    RunDir(tmp_path / "run")
+    with pytest.raises(UsageError, match="--resume: no checkpoint"):
+        RunDir(tmp_path / "run", resume=True)
+    with pytest.raises(UsageError, match="--resume: no checkpoint"):
+        RunDir(tmp_path / "never-made", resume=True)
+    assert not (tmp_path / "never-made").exists()
+
+
+def test_config_records_versions_and_survives_resume(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"seed": 1, "env": "Pendulum-v1"})
+    run.save_checkpoint({"step": 1})
+    RunDir(tmp_path / "run", resume=True).write_config({"seed": 2})
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["seed"] == 1 and config["_run"]["versions"]["torch"] == torch.__version__
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_metrics_header_once_flushed_rows_and_resume_truncation(tmp_path):
+    run = RunDir(tmp_path / "run")
+    metrics = run.metrics()
+    for step in range(4):
+        metrics.write({"env_steps": step * 10, "return": torch.tensor(step * 0.5)})
+        # flushed: a reader sees the row before the writer is closed
+        assert len(read_rows(tmp_path / "run" / "metrics.csv")) == step + 2
+    assert read_rows(tmp_path / "run" / "metrics.csv")[0] == ["env_steps", "return"]
+    # the run crashed after the checkpoint taken at row 2; rows 3-4 are dropped on resume
+    run.save_checkpoint({"metric_rows": 2})
+    resumed = RunDir(tmp_path / "run", resume=True)
+    metrics = resumed.metrics(keep_rows=resumed.load_checkpoint()["metric_rows"])
+    metrics.write({"env_steps": 20, "return": 9.0})
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert rows == [["env_steps", "return"], ["0", "0.0"], ["10", "0.5"], ["20", "9.0"]]
+
+
+def test_metrics_must_have_env_steps_and_fixed_columns(tmp_path):
+    metrics = RunDir(tmp_path / "run").metrics()
+    with pytest.raises(ValueError, match="env_steps"):
+        metrics.write({"return": 1.0})
+    metrics.write({"env_steps": 1, "return": 1.0})
+    with pytest.raises(ValueError, match="not in header"):
+        metrics.write({"env_steps": 2, "surprise": 1.0})
+
+
+def test_summary_needs_the_collection_keys(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(ValueError, match="missing keys"):
+        run.write_summary({"env_steps": 1})
+    run.write_summary({"env_steps": 10, "test_steps": 0, "final_return": -3.5,
+                       "best_return": -1.0, "wall_seconds": 2.0, "generations": 3})
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["generations"] == 3
+
+
+def test_check_run_dir_lists_what_is_missing(tmp_path):
+    run = RunDir(tmp_path / "run")
+    problems = check_run_dir(run.path)
+    assert any("config.json" in p for p in problems) and any("PNG" in p for p in problems)
+    run.write_config({"env": "CartPole-v1"})
+    run.metrics().write({"env_steps": 5})
+    run.write_summary({"env_steps": 5, "test_steps": 0, "final_return": 1.0,
+                       "best_return": 1.0, "wall_seconds": 0.1})
+    (run.path / "curve.png").write_bytes(b"\x89PNG")
+    assert check_run_dir(run.path) == []
+    out = subprocess.run([sys.executable, "-m", "common.runs", "check", str(run.path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split("\t")[:3] == ["CartPole-v1", "5", "1"]
+
+
+def test_checkpoint_round_trip_keeps_numpy_and_rng_state(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    state = {"w": torch.arange(3.0), "buffer": np.arange(5), "rng": rng.bit_generator.state}
+    save_checkpoint(state, tmp_path / "ck.pt")
+    loaded = load_checkpoint(tmp_path / "ck.pt")
+    assert torch.equal(loaded["w"], state["w"]) and loaded["buffer"].tolist() == [0, 1, 2, 3, 4]
+    assert loaded["rng"] == state["rng"]
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    save_checkpoint({"step": 1}, tmp_path / "ck.pt")
+
+    def crash_midway(obj, f):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": 2}, tmp_path / "ck.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "ck.pt") == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
+
+
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from common.runs import save_checkpoint
+    big = torch.zeros(4_000_000)  # 16 MB: a write takes long enough to be interrupted
+    step = 0
+    while True:
+        step += 1
+        big[0] = step
+        save_checkpoint({"step": step, "big": big}, sys.argv[1])
+        print(step, flush=True)
+""")
+
+
+def test_checkpoint_survives_a_process_killed_while_saving(tmp_path):
+    path = tmp_path / "ck.pt"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(3):  # let a few saves complete, then kill it somewhere in the next one
+            proc.stdout.readline()
+        time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    loaded = load_checkpoint(path)
+    assert loaded["step"] >= 3 and loaded["big"][0] == loaded["step"]
+    assert loaded["big"].shape == (4_000_000,)
