@@ -1,0 +1,139 @@
+"""SEARL's generation loop (Franke et al., ICLR 2021, Sec. 3 and Algorithm 1), in its order:
+
+    initialise population -> [ evaluate (fills the shared replay memory, every step counted)
+    -> select (elitism + tournaments) -> test the elite -> mutate -> train ] until the budget.
+
+The loop is written against a small individual interface (`act`, `learn`, `clone`,
+`mutate_parameters`, `mutate_architecture`, `mutate_activation`, `mutate_rl_hyperparameter`,
+`describe`, and the attributes `index`, `parent`, `mutation`, `fitness`) that both the TD3
+individual (searl/td3.py) and the DQN individual (searl/dqn.py) implement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+MUTATIONS = ("none", "parameters", "architecture", "activation", "rl_hyperparameter")
+
+
+@dataclass
+class Evaluation:
+    fitness: float     # mean undiscounted return of the individual's evaluation episodes
+    steps: int         # environment steps it took (all of them go into the budget)
+    episodes: int
+
+
+def to_env_action(action, space: gym.Space):
+    """The policy acts in [-1, 1]; the env wants its own bounds (discrete actions pass)."""
+    if isinstance(space, gym.spaces.Box):
+        return space.low + (np.asarray(action) + 1.0) * 0.5 * (space.high - space.low)
+    return int(action)
+
+
+def random_action(space: gym.Space, rng: np.random.Generator):
+    """Uniform random action in the policy's action space (first generation, Sec. 3.1)."""
+    if isinstance(space, gym.spaces.Box):
+        return rng.uniform(-1.0, 1.0, size=space.shape).astype(np.float32)
+    return int(rng.integers(space.n))
+
+
+# -- Sec. 3.1: evaluation fills the shared replay memory ------------------------------------------
+def evaluate_individual(individual, env: gym.Env, buffer, rng: np.random.Generator,
+                        random_actions: bool, min_steps: int, min_episodes: int = 1) -> Evaluation:
+    """Play whole episodes until at least `min_episodes` and `min_steps`; every transition is
+    stored (with `terminated` and `truncated` apart) and every step is counted."""
+    returns, steps = [], 0
+    while len(returns) < min_episodes or steps < min_steps:
+        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        episode_return, done = 0.0, False
+        while not done:
+            action = (random_action(env.action_space, rng) if random_actions
+                      else individual.act(obs, explore=True))
+            next_obs, reward, terminated, truncated, _ = env.step(
+                to_env_action(action, env.action_space))
+            buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            obs, episode_return, steps = next_obs, episode_return + float(reward), steps + 1
+            done = terminated or truncated
+        returns.append(episode_return)
+    return Evaluation(float(np.mean(returns)), steps, len(returns))
+
+
+def evaluate_population(population, env, buffer, rng, random_actions, min_steps) -> list[Evaluation]:
+    evaluations = [evaluate_individual(ind, env, buffer, rng, random_actions, min_steps)
+                   for ind in population]
+    for individual, evaluation in zip(population, evaluations):
+        individual.fitness.append(evaluation.fitness)
+    return evaluations
+
+
+# -- Sec. 3.2: selection ---------------------------------------------------------------------------
+def tournament_selection(population, tournament_size: int, rng: np.random.Generator,
+                         next_index: int, elitism: bool = True):
+    """Rank by the latest fitness; clone the best into slot 0 (elitism), fill the other slots
+    with the best of `tournament_size` individuals drawn uniformly with replacement.
+    Returns (elite, new population, next free index); every clone gets a new index."""
+    fitness = np.array([ind.fitness[-1] for ind in population])
+    elite = population[int(np.argmax(fitness))]
+    new_population = []
+    if elitism:
+        new_population.append(elite.clone(next_index))
+        next_index += 1
+    while len(new_population) < len(population):
+        entrants = rng.integers(0, len(population), size=tournament_size)
+        winner = population[int(entrants[np.argmax(fitness[entrants])])]
+        new_population.append(winner.clone(next_index))
+        next_index += 1
+    return elite, new_population, next_index
+
+
+def test_individual(individual, env: gym.Env, episodes: int, seeds: list[int]) -> tuple[float, int]:
+    """Noise-free episodes on a separate env; the data is discarded (logged as test_steps)."""
+    returns, steps = [], 0
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seeds[episode])
+        done, episode_return = False, 0.0
+        while not done:
+            action = individual.act(obs, explore=False)
+            obs, reward, terminated, truncated, _ = env.step(to_env_action(action, env.action_space))
+            episode_return, steps, done = episode_return + float(reward), steps + 1, terminated or truncated
+        returns.append(episode_return)
+    return float(np.mean(returns)), steps
+
+
+# -- Sec. 3.3: mutation ----------------------------------------------------------------------------
+def mutate(individual, rng: np.random.Generator, probabilities) -> str:
+    """Exactly one operation per individual, drawn with the configured probabilities."""
+    operation = MUTATIONS[rng.choice(len(MUTATIONS), p=np.asarray(probabilities) / np.sum(probabilities))]
+    if operation == "none":
+        individual.mutation = "none"
+    else:
+        individual.mutation = getattr(individual, f"mutate_{operation}")(rng)
+    return individual.mutation
+
+
+def mutate_population(population, rng, probabilities) -> list[str]:
+    return [mutate(individual, rng, probabilities) for individual in population]
+
+
+# -- Sec. 3.4: training on the shared replay memory ------------------------------------------------
+def updates_per_individual(generation_steps: int, fraction: float, min_updates: int,
+                           max_updates: int | None = None) -> int:
+    """TD3: max(250, 0.5 x env steps of the generation); DQN: clip(0.5 x frames, 1000, 50000)."""
+    updates = max(min_updates, int(fraction * generation_steps))
+    return min(updates, max_updates) if max_updates else updates
+
+
+def train_one(job):
+    """One individual's training (a module-level function so worker processes can run it)."""
+    individual, buffer, n_updates, seed = job
+    individual.learn(buffer, n_updates, np.random.default_rng(seed))
+    return individual
+
+
+def train_population(population, buffer, n_updates: int, rng: np.random.Generator, pool):
+    """Every individual trains `n_updates` steps, in parallel on `pool` (common.parallel)."""
+    seeds = rng.integers(2**62, size=len(population))
+    jobs = [(ind, buffer, n_updates, int(seed)) for ind, seed in zip(population, seeds)]
+    return pool.map(train_one, jobs)

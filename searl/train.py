@@ -1,0 +1,311 @@
+"""SEARL: Sample-Efficient Automated Deep RL (Franke et al., ICLR 2021), and the single-agent
+TD3 / DQN baselines it is compared against.
+
+    python searl/train.py --config_file searl/configs/searl_td3.yaml [--expt_dir DIR]
+    python searl/train.py --config_file searl/configs/searl_dqn.yaml --env ALE/Pong-v5
+    python searl/train.py --config_file searl/configs/td3.yaml --env Pendulum-v1
+    python searl/train.py --smoke                     # Pendulum-v1, 3 individuals, 3k steps
+
+Every environment step the population takes is counted in env_steps (the paper's protocol);
+the elite's noise-free test episodes are counted apart as test_steps.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.buffers import ReplayBuffer
+from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
+from common.config import load_config_file, parse_overrides, resolve_config
+from common.device import resolve_device, seed_everything
+from common.envs import StepCounter, check_env_id, make_env
+from common.parallel import WorkerPool
+from common.runs import RunDir, default_run_dir
+from searl import algorithm
+from searl.atari import FrameReplayBuffer, is_atari, make_atari_env
+from searl.baselines import run_baseline
+from searl.dqn import DQN_DEFAULTS, DQNIndividual
+from searl.td3 import ACTIVATIONS, TD3_DEFAULTS, TD3Individual
+
+ALGORITHMS = ("searl_td3", "searl_dqn", "td3", "dqn")
+DEFAULTS = {
+    "algorithm": "searl_td3",        # searl_td3 | searl_dqn | td3 | dqn (single-agent baselines)
+    "env": "HalfCheetah-v5",
+    "seed": 0,
+    "total_steps": 2_000_000,        # env-step budget, every interaction counted
+    "population": 10,
+    "tournament_size": 3,
+    "elitism": True,
+    "replay_size": 1_000_000,
+    "min_eval_steps": 250,           # each individual: >= 1 episode and >= this many steps
+    "test_episodes": 10,             # the elite's noise-free test episodes per generation
+    "train_fraction": 0.5,           # updates per individual = fraction x generation env steps
+    "min_train_steps": 250,
+    "max_train_steps": 0,            # 0: no upper clip (SEARL-DQN: 50000)
+    "mutation_probabilities": {"none": 0.2, "parameters": 0.2, "architecture": 0.2,
+                               "activation": 0.2, "rl_hyperparameter": 0.2},
+    "init_random": False,            # initial lrs log-uniform in [1e-5, 5e-3], random activations
+    "random_first_generation": True, # uniform random actions in generation 0 (TD3 reference)
+    "random_steps": 10_000,          # baselines: uniform random steps before learning starts
+    "eval_every": 5_000,             # baselines: test every this many env steps
+    "torch_threads": 1,              # 0: torch's default
+    "td3": TD3_DEFAULTS,
+    "dqn": DQN_DEFAULTS,
+}
+# CartPole's returns (up to 500, Q up to ~100) do not fit C51's Atari support [-10, 10]
+CARTPOLE_SUPPORT = {"v_min": 0.0, "v_max": 100.0}
+SMOKE = {  # a small budget of the real thing for each algorithm
+    "searl_td3": {"env": "Pendulum-v1", "population": 3, "total_steps": 3_000,
+                  "test_episodes": 2, "replay_size": 10_000},
+    "searl_dqn": {"env": "CartPole-v1", "population": 3, "total_steps": 3_000,
+                  "test_episodes": 2, "replay_size": 10_000, "min_train_steps": 100,
+                  "torch_threads": 1, "dqn": CARTPOLE_SUPPORT},
+    "td3": {"env": "Pendulum-v1", "total_steps": 2_000, "random_steps": 500,
+            "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000},
+    "dqn": {"env": "CartPole-v1", "total_steps": 2_000, "random_steps": 500,
+            "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000,
+            "torch_threads": 1, "dqn": CARTPOLE_SUPPORT},
+}
+FLAG_KEYS = {"env": "env", "seed": "seed", "total_steps": "total_steps", "population": "population"}
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="searl/train.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, config_aliases=("--config_file",))
+    add_parallel_args(parser)
+    parser.add_argument("--expt_dir", default="runs",
+                        help="root of the default run folder (the seed's flag; default: runs)")
+    parser.add_argument("--total-steps", dest="total_steps", type=int, default=argparse.SUPPRESS,
+                        help="env-step budget (default: 2000000)")
+    parser.add_argument("--population", type=int, default=argparse.SUPPRESS,
+                        help="population size (default: 10)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs at the end")
+    return parser.parse_args(argv)
+
+
+def build_config(args) -> dict:
+    file_layer = load_config_file(args.config) if args.config else {}
+    algorithm = {**DEFAULTS, **file_layer}.get("algorithm")
+    if algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
+    flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items() if hasattr(args, attr)}
+    smoke = SMOKE[algorithm] if args.smoke else None
+    config = resolve_config(DEFAULTS, file_layer, smoke, parse_overrides(args.overrides), flags)
+    check_config(config)
+    return config
+
+
+def check_config(config: dict) -> None:
+    """Everything a user can get wrong, before any file is written."""
+    for key in ("total_steps", "population", "tournament_size", "min_eval_steps", "replay_size"):
+        if config[key] <= 0:
+            raise UsageError(f"{key} must be positive, got {config[key]}")
+    if config["test_episodes"] < 1:
+        raise UsageError(f"test_episodes must be at least 1, got {config['test_episodes']}")
+    if any(p < 0 for p in config["mutation_probabilities"].values()) or \
+            sum(config["mutation_probabilities"].values()) <= 0:
+        raise UsageError("mutation_probabilities must be non-negative and not all zero")
+    check_env_id(config["env"])
+    space = "Discrete (Atari)" if is_atari(config["env"]) else action_space_of(config["env"])
+    continuous = isinstance(space, gym.spaces.Box)
+    if config["algorithm"].endswith("td3") and not continuous:
+        raise UsageError(f"{config['algorithm']} needs a continuous (Box) action space; "
+                         f"{config['env']} has {space}: use searl/configs/searl_dqn.yaml")
+    if config["algorithm"].endswith("dqn") and continuous:
+        raise UsageError(f"{config['algorithm']} needs a discrete action space; {config['env']} "
+                         f"has {space}: use searl/configs/searl_td3.yaml")
+
+
+def action_space_of(env_id: str) -> gym.Space:
+    env = make_env(env_id)
+    env.close()
+    return env.action_space
+
+
+def make_env_for(config: dict, seed: int, counter: StepCounter | None = None) -> gym.Env:
+    if is_atari(config["env"]):
+        return make_atari_env(config["env"], seed, counter=counter)
+    return make_env(config["env"], seed, counter=counter)
+
+
+def make_buffer(config: dict, env: gym.Env, seed: int):
+    if is_atari(config["env"]):
+        return FrameReplayBuffer(config["replay_size"], env.observation_space.shape, seed=seed)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    return ReplayBuffer(config["replay_size"], env.observation_space.shape,
+                        () if discrete else env.action_space.shape,
+                        obs_dtype=env.observation_space.dtype,
+                        action_dtype=np.int64 if discrete else np.float32, seed=seed)
+
+
+def make_individual(config: dict, env: gym.Env, index: int, seed: int, rng: np.random.Generator,
+                    device: torch.device):
+    """One population member; with `init_random`, its lrs and activations are sampled."""
+    single_agent = config["algorithm"] in ("td3", "dqn")  # keeps targets and optimizer
+    if config["algorithm"].endswith("td3"):
+        agent_config = dict(config["td3"])
+        agent_config["reset_each_learn"] = agent_config["reset_each_learn"] and not single_agent
+        if config["init_random"]:
+            agent_config.update(
+                lr_actor=float(np.exp(rng.uniform(np.log(1e-5), np.log(5e-3)))),
+                lr_critic=float(np.exp(rng.uniform(np.log(1e-5), np.log(5e-3)))),
+                actor_activation=str(rng.choice(ACTIVATIONS)),
+                critic_activation=str(rng.choice(ACTIVATIONS)))
+        return TD3Individual(index, env.observation_space.shape[0], env.action_space.shape[0],
+                             agent_config, seed, device)
+    agent_config = dict(config["dqn"])
+    agent_config["reset_each_learn"] = agent_config["reset_each_learn"] and not single_agent
+    return DQNIndividual(index, env.observation_space.shape, int(env.action_space.n),
+                         agent_config, seed, device)
+
+
+# -- the SEARL run ----------------------------------------------------------------------------------
+def new_searl_state(config, env, device) -> dict:
+    rng = np.random.default_rng(config["seed"])
+    population = [make_individual(config, env, i, config["seed"] * 1000 + i, rng, device)
+                  for i in range(config["population"])]
+    return {"generation": 0, "env_steps": 0, "test_steps": 0, "next_index": len(population),
+            "population": population, "elite": None, "elite_returns": [], "last_steps": 0,
+            "rng": rng, "metric_rows": 0, "population_rows": 0, "wall_seconds": 0.0}
+
+
+def run_searl(config, run, state, buffer, env, test_env, pool) -> dict:
+    """Algorithm 1: [mutate -> train] -> evaluate -> select -> test elite, per generation.
+    A checkpoint closes every generation (the selected population, before mutation)."""
+    rng = state["rng"]
+    metrics = run.metrics(keep_rows=state["metric_rows"] if run.resume else None)
+    population_log = run.metrics(keep_rows=state["population_rows"] if run.resume else None,
+                                 name="population.csv")
+    probabilities = [config["mutation_probabilities"][m] for m in algorithm.MUTATIONS]
+    start, wall_before = time.time(), state["wall_seconds"]
+    bar = tqdm(total=config["total_steps"], initial=min(state["env_steps"], config["total_steps"]),
+               unit="step", desc="SEARL", dynamic_ncols=True)
+    population = state["population"]
+    while state["env_steps"] < config["total_steps"]:
+        generation = state["generation"]
+        updates = 0
+        if generation > 0:  # Sec. 3.3 and 3.4 on the population selected last generation
+            algorithm.mutate_population(population, rng, probabilities)
+            updates = algorithm.updates_per_individual(
+                state["last_steps"], config["train_fraction"], config["min_train_steps"],
+                config["max_train_steps"])
+            population = algorithm.train_population(population, buffer, updates, rng, pool)
+        evaluations = algorithm.evaluate_population(population, env, buffer, rng,
+                                                random_actions=generation == 0
+                                                and config["random_first_generation"],
+                                                min_steps=config["min_eval_steps"])
+        generation_steps = sum(e.steps for e in evaluations)
+        state["env_steps"] += generation_steps
+        for individual, evaluation in zip(population, evaluations):
+            population_log.write({"generation": generation, "env_steps": state["env_steps"],
+                                  "id": individual.index, "parent": individual.parent,
+                                  "mutation": individual.mutation, "fitness": evaluation.fitness,
+                                  "eval_steps": evaluation.steps, **individual.describe()})
+        elite, population, state["next_index"] = algorithm.tournament_selection(
+            population, config["tournament_size"], rng, state["next_index"], config["elitism"])
+        seeds = [int(s) for s in np.random.SeedSequence([config["seed"] + 100, generation])
+                 .generate_state(config["test_episodes"])]
+        test_return, test_steps = algorithm.test_individual(elite, test_env, config["test_episodes"], seeds)
+        state["test_steps"] += test_steps
+        state["elite_returns"].append(test_return)
+        fitness = [e.fitness for e in evaluations]
+        wall = wall_before + time.time() - start
+        metrics.write({"generation": generation, "env_steps": state["env_steps"],
+                       "test_steps": state["test_steps"], "elite_test_return": test_return,
+                       "best_fitness": max(fitness), "mean_fitness": float(np.mean(fitness)),
+                       "elite_id": elite.index, "updates_per_individual": updates,
+                       "wall_seconds": round(wall, 2)})
+        state.update(generation=generation + 1, population=population, elite=elite,
+                     last_steps=generation_steps, metric_rows=metrics.rows_written,
+                     population_rows=population_log.rows_written, wall_seconds=wall)
+        run.save_checkpoint(checkpoint_of(state, buffer))
+        bar.update(min(generation_steps, config["total_steps"] - bar.n))
+        bar.set_postfix(gen=generation, elite=f"{test_return:.1f}", best_fit=f"{max(fitness):.1f}")
+    bar.close()
+    returns = state["elite_returns"]
+    return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
+            "final_return": returns[-1], "best_return": max(returns),
+            "wall_seconds": round(state["wall_seconds"], 2), "generations": state["generation"],
+            "elite": state["elite"].describe() if state["elite"] is not None else None}
+
+
+def checkpoint_of(state: dict, buffer) -> dict:
+    """What --resume needs: the loop state, the replay memory and every RNG drawn from."""
+    saved = {key: value for key, value in state.items() if key != "rng"}
+    saved.update(rng=state["rng"].bit_generator.state, torch_rng=torch.get_rng_state(),
+                 buffer=buffer.state_dict())
+    return saved
+
+
+def restore_state(saved: dict) -> dict:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = saved.pop("rng")
+    torch.set_rng_state(saved.pop("torch_rng"))
+    return {**saved, "rng": rng}
+
+
+# -- entry point ------------------------------------------------------------------------------------
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.resume:
+        if not args.out_dir:
+            raise UsageError("--resume needs --out-dir RUN_DIR (the run folder to continue)")
+        changed = [flag for flag, given in (("--env", hasattr(args, "env")),
+                   ("--seed", hasattr(args, "seed")), ("--population", hasattr(args, "population")),
+                   ("--config_file", args.config), ("--set", args.overrides),
+                   ("--smoke", args.smoke)) if given]
+        if changed:
+            raise UsageError(f"--resume continues the run's saved config; only --total-steps "
+                             f"may change (got {', '.join(changed)})")
+        run = RunDir(args.out_dir, resume=True)
+        config = resolve_config(DEFAULTS, load_config_file(run.path / "config.json"),
+                                {"total_steps": args.total_steps} if hasattr(args, "total_steps") else None)
+        saved = run.load_checkpoint()
+        buffer_state = saved.pop("buffer")
+        state = restore_state(saved)
+    else:
+        config = build_config(args)
+        run = RunDir(args.out_dir or default_run_dir("searl", config["env"], config["seed"],
+                                                     root=args.expt_dir))
+        state = buffer_state = None
+    run.write_config(config)
+    if config["torch_threads"]:
+        torch.set_num_threads(config["torch_threads"])
+    seed_everything(config["seed"])
+    env = make_env_for(config, config["seed"])
+    test_env = make_env_for(config, config["seed"] + 100)
+    buffer = make_buffer(config, env, config["seed"])
+    if buffer_state is not None:
+        buffer.load_state_dict(buffer_state)
+
+    if config["algorithm"].startswith("searl"):
+        if state is None:
+            state = new_searl_state(config, env, device)
+        with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
+            summary = run_searl(config, run, state, buffer, env, test_env, pool)
+    else:
+        if state is None:
+            rng = np.random.default_rng(config["seed"])
+            state = {"agent": make_individual(config, env, 0, config["seed"], rng, device),
+                     "rng": rng}
+        summary = run_baseline(config, run, state, buffer, env, test_env, checkpoint_of)
+    summary.update(algorithm=config["algorithm"], env=config["env"], seed=config["seed"])
+    run.write_summary(summary)
+    if not args.no_plots:
+        from searl.plots import plot_run
+
+        plot_run(run.path)
+    print(f"{config['algorithm']} on {config['env']}: final return {summary['final_return']:.1f}, "
+          f"best {summary['best_return']:.1f}, {summary['env_steps']} env steps, "
+          f"{summary['wall_seconds']:.0f}s -> {run.path}")
+
+
+if __name__ == "__main__":
+    run_main(main, prog="searl/train.py")
