@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -93,6 +94,7 @@ def plot_population(run_dir: Path, out: Path | None = None) -> Path | None:
             ax.set_yscale("log")
         ax.set_title(panel)
         ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

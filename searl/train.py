@@ -23,7 +23,7 @@ from common.buffers import ReplayBuffer
 from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
 from common.config import load_config_file, parse_overrides, resolve_config
 from common.device import resolve_device, seed_everything
-from common.envs import StepCounter, check_env_id, make_env
+from common.envs import check_env_id, make_env
 from common.parallel import WorkerPool
 from common.runs import RunDir, default_run_dir
 from searl import algorithm
@@ -128,10 +128,10 @@ def action_space_of(env_id: str) -> gym.Space:
     return env.action_space
 
 
-def make_env_for(config: dict, seed: int, counter: StepCounter | None = None) -> gym.Env:
+def make_env_for(config: dict, seed: int) -> gym.Env:
     if is_atari(config["env"]):
-        return make_atari_env(config["env"], seed, counter=counter)
-    return make_env(config["env"], seed, counter=counter)
+        return make_atari_env(config["env"], seed)
+    return make_env(config["env"], seed)
 
 
 def make_buffer(config: dict, env: gym.Env, seed: int):

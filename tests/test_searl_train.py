@@ -105,3 +105,39 @@ def test_searl_td3_learns_pendulum(tmp_path):
     elite = [float(r["elite_test_return"]) for r in rows(tmp_path / "run" / "metrics.csv")]
     assert elite[0] < -900  # the first generation acts at random
     assert sorted(elite[-3:])[1] > -600, elite  # median of the last three generations
+
+
+def test_searl_dqn_smoke_on_cartpole(tmp_path):
+    result = train("--config_file", str(ROOT / "searl" / "configs" / "searl_dqn.yaml"), "--smoke",
+                   "--out-dir", str(tmp_path / "dqn"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert check_run_dir(tmp_path / "dqn") == []
+    metrics = rows(tmp_path / "dqn" / "metrics.csv")
+    assert len(metrics) >= 2 and int(metrics[1]["updates_per_individual"]) >= 100
+    population = rows(tmp_path / "dqn" / "population.csv")
+    assert {"hidden", "lr", "activation"} <= set(population[0])
+
+
+@pytest.mark.slow
+def test_searl_dqn_runs_on_atari_pong(tmp_path):
+    """The real Atari pipeline (preprocessing, frame replay, CNN, mutations, training) for two
+    generations of two individuals, with a tiny number of updates."""
+    result = train("--config_file", str(ROOT / "searl" / "configs" / "searl_dqn.yaml"),
+                   "--set", "population=2", "--set", "min_train_steps=4", "--set",
+                   "max_train_steps=4", "--set", "test_episodes=1", "--set", "replay_size=5000",
+                   "--set", "dqn.batch_size=8", "--total-steps", "1600", "--no-plots",
+                   "--out-dir", str(tmp_path / "pong"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = rows(tmp_path / "pong" / "metrics.csv")
+    assert len(metrics) >= 2 and metrics[1]["updates_per_individual"] == "4"
+    assert -21 <= float(metrics[-1]["elite_test_return"]) <= 21
+
+
+def test_baseline_resume_continues_exactly(tmp_path):
+    config = ["--config_file", str(ROOT / "searl" / "configs" / "td3.yaml"), "--smoke", "--no-plots"]
+    assert train(*config, "--out-dir", str(tmp_path / "full")).returncode == 0
+    assert train(*config, "--total-steps", "1000", "--out-dir", str(tmp_path / "cut")).returncode == 0
+    resumed = train("--resume", "--no-plots", "--total-steps", "2000", "--out-dir", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert without_wall_time(rows(tmp_path / "cut" / "metrics.csv")) == \
+        without_wall_time(rows(tmp_path / "full" / "metrics.csv"))
