@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke reproduction of the collection on a laptop CPU: every paper's `train.py --smoke`
-# (a small budget of the real method) into runs/smoke/<timestamp>/<paper>/, then a table.
+# (a small budget of the real method) into runs/smoke/<timestamp>/<run>/, then a table.
 #
 #   bash run_all.sh              # all five papers
 #   bash run_all.sh searl steve  # just these
@@ -21,39 +21,53 @@ for paper in "${papers[@]}"; do
   esac
 done
 
+# Smoke runs: "paper|name|extra args". A paper may have several (pb2_procgen: the toy and a
+# tiny Procgen run); each paper's --smoke preset is a small budget of the real method.
+SMOKE_RUNS=(
+  "searl|searl|"
+  "pb2_procgen|pb2_procgen-toy|--env toy"
+  "pb2_procgen|pb2_procgen-bigfish|--env bigfish"
+  "synthetic_envs|synthetic_envs|"
+  "steve|steve|"
+  "optim4rl|optim4rl|"
+)
+
 root="runs/smoke/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$root"
 rows=()
 failed=0
 built=0
-for paper in "${papers[@]}"; do
+for entry in "${SMOKE_RUNS[@]}"; do
+  IFS='|' read -r paper name extra <<<"$entry"
+  case " ${papers[*]} " in *" $paper "*) ;; *) continue ;; esac
   if [ ! -f "$paper/train.py" ]; then
-    rows+=("$paper|-|-|-|-|not built yet")
+    rows+=("$name|-|-|-|-|not built yet")
     continue
   fi
   built=$((built + 1))
-  out="$root/$paper"
-  log="$root/$paper.log"
-  echo "== $paper: $PYTHON $paper/train.py --smoke --out-dir $out (log: $log)"
+  out="$root/$name"
+  log="$root/$name.log"
+  # shellcheck disable=SC2086  # $extra holds several words on purpose
+  echo "== $name: $PYTHON $paper/train.py --smoke $extra --out-dir $out (log: $log)"
   start=$(date +%s)
-  "$PYTHON" "$paper/train.py" --smoke --out-dir "$out" >"$log" 2>&1
+  "$PYTHON" "$paper/train.py" --smoke $extra --out-dir "$out" >"$log" 2>&1
   status=$?
   wall="$(( $(date +%s) - start ))s"
   if [ $status -eq 0 ] && info=$("$PYTHON" -m common.runs check "$out" 2>>"$log"); then
     IFS=$'\t' read -r env steps final _ <<<"$info"
-    rows+=("$paper|$env|$steps|$final|$wall|ok")
+    rows+=("$name|$env|$steps|$final|$wall|ok")
   else
     failed=$((failed + 1))
-    rows+=("$paper|-|-|-|$wall|FAILED (exit $status, see $log)")
+    rows+=("$name|-|-|-|$wall|FAILED (exit $status, see $log)")
   fi
 done
 
 echo
-printf '%-15s %-22s %10s %13s %8s  %s\n' paper env env_steps final_return wall status
+printf '%-20s %-22s %10s %13s %8s  %s\n' run env env_steps final_return wall status
 for row in "${rows[@]}"; do
-  IFS='|' read -r paper env steps final wall status <<<"$row"
-  printf '%-15s %-22s %10s %13s %8s  %s\n' "$paper" "$env" "$steps" "$final" "$wall" "$status"
+  IFS='|' read -r name env steps final wall status <<<"$row"
+  printf '%-20s %-22s %10s %13s %8s  %s\n' "$name" "$env" "$steps" "$final" "$wall" "$status"
 done
 echo
-echo "$built of ${#papers[@]} papers built, $failed failed; outputs in $root/"
+echo "$built smoke runs of ${#rows[@]} ran, $failed failed; outputs in $root/"
 [ $failed -eq 0 ]

@@ -27,7 +27,8 @@ def test_run_all_runs_built_papers_reports_failures_and_exits_nonzero(tmp_path):
     assert rows["searl"].endswith("ok")
     assert "FAILED (exit 3" in rows["steve"]
     assert rows["optim4rl"].endswith("not built yet")
-    assert "2 of 5 papers built, 1 failed" in result.stdout
+    assert "2 smoke runs of 6 ran, 1 failed" in result.stdout
+    assert rows["pb2_procgen-toy"].endswith("not built yet")
     smoke_runs = list((tmp_path / "runs" / "smoke").iterdir())
     assert (smoke_runs[0] / "searl" / "returns.png").exists()
 
