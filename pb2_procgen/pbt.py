@@ -1,0 +1,93 @@
+"""The synchronous population loop of PBT / PB2 (Jaderberg et al. 2017; Parker-Holder et al.
+2020, 2021), as the reference runs it:
+
+    every agent trains one segment of >= t_ready env steps -> rank by the mean training return R
+    of the segment -> the bottom 25% copy the weights and optimizer state of a random top-25%
+    agent (exploit) -> and get a new configuration (explore: PBT perturbation or PB2's GP bandit)
+    -> next round, until every agent has used max_budget steps.
+
+The agents (PPO/DrAC or the toy) share one interface: train_segment, test_return,
+set_hyperparameters, state_dict / load_state_dict, agent_steps, hyperparameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pb2_procgen.search_space import SearchSpace
+
+PERTURB_FACTORS = (0.8, 1.2)
+
+
+# -- one round: every agent trains a segment -----------------------------------------------------
+def train_segment(job):
+    """A module-level function so worker processes can run it: (agent, t_ready, seed) ->
+    (trained agent, segment result)."""
+    agent, t_ready, seed = job
+    result = agent.train_segment(t_ready, seed)
+    return agent, result
+
+
+# -- exploit: truncation selection ---------------------------------------------------------------
+def truncation_selection(rewards, rng: np.random.Generator, fraction: float = 0.25):
+    """(bottom, parents): the max(int(fraction x B), 1) worst agents and, for each, a random agent
+    of the same number of best ones to copy."""
+    order = np.argsort(rewards, kind="stable")  # ascending: worst first
+    n = max(int(fraction * len(rewards)), 1)
+    bottom, top = order[:n], order[-n:]
+    parents = [int(top[rng.integers(len(top))]) for _ in bottom]
+    return [int(i) for i in bottom], parents
+
+
+def exploit(agent, parent) -> None:
+    """Copy the parent's weights and optimizer state (and its normalisation statistics). The
+    caller then applies the explored configuration, lr included: loading an optimizer state
+    restores the parent's lr, which the reference left in place (its lr tuning had no effect)."""
+    agent.load_state_dict(parent.state_dict())
+
+
+# -- explore: PBT ----------------------------------------------------------------------------------
+def pbt_explore(config: dict, space: SearchSpace, rng: np.random.Generator,
+                resample_probability: float = 0.5) -> dict:
+    """Each continuous hyperparameter x0.8 or x1.2 (p = 0.5 each), clipped to its range; the
+    categorical resampled uniformly with probability 0.5."""
+    new = dict(config)
+    for name in space.continuous:
+        new[name] = config[name] * PERTURB_FACTORS[rng.integers(2)]
+    if space.categorical and rng.random() < resample_probability:
+        name, values = space.categorical
+        new[name] = values[int(rng.integers(len(values)))]
+    return space.clip(new)
+
+
+@dataclass
+class PopulationState:
+    """Everything the loop carries from round to round (and checkpoints)."""
+    round: int = 0
+    env_steps: int = 0                  # the whole population's, every step counted
+    test_steps: int = 0
+    rewards: list = field(default_factory=list)          # R of each agent's latest segment
+    reward_history: list = field(default_factory=list)   # per round, per agent
+    test_history: list = field(default_factory=list)
+
+
+def explore_round(agents, configs, rewards, bottom, parents, space, search, explorer, rng):
+    """Exploit and explore for every bottom agent; returns the new configs. PB2 chooses the
+    round's configs as a batch: configs already chosen are pending for the next ones."""
+    new_configs = list(configs)
+    pending = []
+    if search == "PB2":  # one DepRound draw of categories for the whole batch (PB2-Mult/Mix)
+        explorer.begin_round(len(bottom))
+    for agent_index, parent_index in zip(bottom, parents):
+        exploit(agents[agent_index], agents[parent_index])
+        parent_config = configs[parent_index]
+        if search == "PBT":
+            new = pbt_explore(parent_config, space, rng)
+        else:
+            new = explorer.select(agents[parent_index].agent_steps, rewards[parent_index],
+                                  parent_config, pending)
+        pending.append(new)
+        new_configs[agent_index] = new
+        agents[agent_index].set_hyperparameters(new)
+    return new_configs

@@ -1,0 +1,287 @@
+"""PBT, PB2-Rand, PB2-Mult and PB2-Mix tuning PPO/DrAC on Procgen (Parker-Holder et al.,
+NeurIPS 2021), on gymnasium envs, and on the PBT toy problem.
+
+    python pb2_procgen/train.py --env bigfish --search PB2 --cat_exp exp3_dep --seed 100 \\
+        --gpu_per_trial 1 --max_budget 25000000 --t_ready 500000 --batchsize 4
+    python pb2_procgen/train.py --env toy --search PB2              # the PBT toy, seconds
+    python pb2_procgen/train.py --env CartPole-v1 --search PBT --max_budget 200000
+    python pb2_procgen/train.py --smoke                             # toy + a tiny bigfish run
+
+--search PBT|PB2 picks the explore step; --cat_exp random (PB2-Rand) | exp3_dep (PB2-Mult) |
+cocabo (PB2-Mix) picks how PB2 treats the categorical hyperparameter (aug_type).
+env_steps counts every step of every agent; test episodes are counted apart as test_steps.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
+from common.config import load_config_file, parse_overrides, resolve_config
+from common.device import resolve_device, seed_everything
+from common.envs import check_env_id
+from common.parallel import WorkerPool
+from common.runs import RunDir, default_run_dir
+from pb2_procgen import pbt
+from pb2_procgen.pb2 import PB2Explorer
+from pb2_procgen.ppo import PPO_DEFAULTS, PPOAgent
+from pb2_procgen.procgen_env import PROCGEN_GAMES, is_procgen
+from pb2_procgen.search_space import SearchSpace, procgen_space, toy_space, vector_space
+from pb2_procgen.toy import ToyAgent
+
+SEARCHES = ("PBT", "PB2")
+CAT_EXPS = ("random", "exp3_dep", "cocabo")
+DEFAULTS = {
+    "env": "bigfish",          # a Procgen game, a gymnasium id, or "toy"
+    "search": "PB2",
+    "cat_exp": "random",
+    "seed": 0,
+    "batchsize": 4,            # population size B
+    "max_budget": 0,           # env steps per agent; 0: the env kind's default (below)
+    "t_ready": 0,              # env steps per segment; 0: the env kind's default
+    "quantile": 0.25,          # bottom / top fraction for truncation selection
+    "test_episodes": 10,       # per agent per round on the test distribution (0: skip)
+    "bounds": {},              # override search-space bounds, e.g. {lr: [1e-5, 1e-3]}
+    "torch_threads": 0,        # 0: torch's default
+    "agent": PPO_DEFAULTS,
+}
+KIND_DEFAULTS = {  # max_budget and t_ready per kind of env (the seed's values for Procgen)
+    "toy": {"max_budget": 40, "t_ready": 4},
+    "procgen": {"max_budget": 25_000_000, "t_ready": 500_000},
+    "gym": {"max_budget": 200_000, "t_ready": 20_000},
+}
+# gymnasium envs train a small MLP agent: fewer envs, shorter rollouts, the usual discount
+GYM_AGENT = {"num_envs": 8, "num_steps": 128, "gamma": 0.99, "epochs": 4, "minibatches": 4}
+SMOKE = {
+    "toy": {},
+    "procgen": {"batchsize": 2, "max_budget": 1024, "t_ready": 512, "test_episodes": 1,
+                "agent": {"num_envs": 4, "num_steps": 64, "minibatches": 2, "epochs": 1}},
+    "gym": {"batchsize": 2, "max_budget": 4096, "t_ready": 1024, "test_episodes": 2},
+}
+FLAG_KEYS = ("env", "search", "cat_exp", "seed", "batchsize", "max_budget", "t_ready")
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="pb2_procgen/train.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    add_parallel_args(parser)
+    parser.add_argument("--search", choices=SEARCHES, default=argparse.SUPPRESS,
+                        help="explore step: PBT perturbation or PB2's GP bandit (default: PB2)")
+    parser.add_argument("--cat_exp", choices=CAT_EXPS, default=argparse.SUPPRESS,
+                        help="PB2's categorical: random (PB2-Rand), exp3_dep (PB2-Mult), "
+                             "cocabo (PB2-Mix) (default: random)")
+    parser.add_argument("--batchsize", type=int, default=argparse.SUPPRESS,
+                        help="population size (default: 4)")
+    parser.add_argument("--max_budget", type=int, default=argparse.SUPPRESS,
+                        help="env steps per agent (default: 25M Procgen, 200k gymnasium, 40 toy)")
+    parser.add_argument("--t_ready", type=int, default=argparse.SUPPRESS,
+                        help="env steps per segment between exploit/explore steps "
+                             "(default: 500k Procgen, 20k gymnasium, 4 toy)")
+    parser.add_argument("--gpu_per_trial", type=float, default=None,
+                        help="the seed's flag; accepted for compatibility (use --device)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs at the end")
+    return parser.parse_args(argv)
+
+
+def env_kind(env_id: str) -> str:
+    if env_id == "toy":
+        return "toy"
+    if is_procgen(env_id):
+        return "procgen"
+    try:
+        check_env_id(env_id)
+    except UsageError:
+        close = difflib.get_close_matches(env_id, PROCGEN_GAMES + ["toy"], n=3, cutoff=0.6)
+        if close:
+            raise UsageError(f"unknown environment {env_id!r}; did you mean "
+                             f"{', '.join(close)}? (Procgen games: {', '.join(PROCGEN_GAMES)})") from None
+        raise
+    return "gym"
+
+
+def build_config(args) -> dict:
+    file_layer = load_config_file(args.config) if args.config else {}
+    flags = {key: getattr(args, key) for key in FLAG_KEYS if hasattr(args, key)}
+    overrides = parse_overrides(args.overrides)
+    env = flags.get("env", overrides.get("env", file_layer.get("env", DEFAULTS["env"])))
+    kind = env_kind(env)
+    kind_layer = {"agent": GYM_AGENT} if kind == "gym" else {}
+    smoke = SMOKE[kind] if args.smoke else None
+    config = resolve_config(DEFAULTS, kind_layer, file_layer, smoke, overrides, flags)
+    for key in ("max_budget", "t_ready"):
+        if config[key] == 0:
+            config[key] = KIND_DEFAULTS[kind][key]
+    check_config(config)
+    return config
+
+
+def check_config(config: dict) -> None:
+    for key in ("max_budget", "t_ready", "batchsize"):
+        if config[key] <= 0:
+            raise UsageError(f"{key} must be positive, got {config[key]}")
+    if config["t_ready"] > config["max_budget"]:
+        raise UsageError(f"--t_ready ({config['t_ready']}) is larger than --max_budget "
+                         f"({config['max_budget']}): no exploit/explore step would ever happen")
+    if not 0 < config["quantile"] <= 0.5:
+        raise UsageError(f"quantile must be in (0, 0.5], got {config['quantile']}")
+    search_space(config)  # bounds are checked there
+
+
+def search_space(config: dict) -> SearchSpace:
+    kind = env_kind(config["env"])
+    space = {"toy": toy_space, "procgen": procgen_space, "gym": vector_space}[kind]()
+    for name, bounds in config["bounds"].items():
+        if name not in space.continuous:
+            raise UsageError(f"bounds: unknown hyperparameter {name!r}; "
+                             f"allowed: {', '.join(space.continuous)}")
+        if len(bounds) != 2:
+            raise UsageError(f"bounds of {name!r} must be [low, high], got {bounds}")
+        space.continuous[name] = (float(bounds[0]), float(bounds[1]))
+    return SearchSpace(space.continuous, space.categorical)  # validates low <= high
+
+
+def make_agent(config: dict, hyperparameters: dict, seed: int, device):
+    if config["env"] == "toy":
+        return ToyAgent(hyperparameters, seed)
+    return PPOAgent(config["env"], hyperparameters, config["agent"], seed, device)
+
+
+# -- the population run -----------------------------------------------------------------------------
+def new_state(config: dict, space: SearchSpace, device) -> dict:
+    rng = np.random.default_rng(config["seed"])
+    configs = [space.sample(rng) for _ in range(config["batchsize"])]
+    agents = [make_agent(config, hp, config["seed"] * 100 + i, device) for i, hp in enumerate(configs)]
+    explorer = PB2Explorer(space, config["cat_exp"], seed=config["seed"],
+                           n_rounds=max(config["max_budget"] // config["t_ready"], 1))
+    return {"round": 0, "env_steps": 0, "test_steps": 0, "agents": agents, "configs": configs,
+            "previous_rewards": [None] * len(agents), "explorer": explorer, "rng": rng,
+            "final_tests": [], "metric_rows": 0, "wall_seconds": 0.0}
+
+
+def run_population(config, run, state, space, pool) -> dict:
+    """Rounds of [exploit and explore ->] train a segment -> test, until every agent used
+    max_budget steps. A checkpoint closes every round."""
+    agents, rng, explorer = state["agents"], state["rng"], state["explorer"]
+    metrics = run.metrics(keep_rows=state["metric_rows"] if run.resume else None)
+    start, wall_before = time.time(), state["wall_seconds"]
+    total = config["max_budget"] * len(agents)
+    bar = tqdm(total=total, initial=min(state["env_steps"], total), unit="step",
+               desc=f"{config['search']}/{config['cat_exp']}", dynamic_ncols=True)
+    while min(agent.agent_steps for agent in agents) < config["max_budget"]:
+        round_index = state["round"]
+        if round_index > 0:  # exploit and explore on the last round's ranking
+            rewards = state["previous_rewards"]
+            ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
+            bottom, parents = pbt.truncation_selection(ranked, rng, config["quantile"])
+            state["configs"] = pbt.explore_round(agents, state["configs"], rewards, bottom,
+                                                 parents, space, config["search"], explorer, rng)
+            for agent_index, parent_index in zip(bottom, parents):
+                state["previous_rewards"][agent_index] = rewards[parent_index]
+        seeds = [int(s) for s in np.random.SeedSequence([config["seed"], round_index])
+                 .generate_state(len(agents))]
+        jobs = [(agent, config["t_ready"], seed) for agent, seed in zip(agents, seeds)]
+        outcomes = pool.map(pbt.train_segment, jobs)
+        agents = [agent for agent, _ in outcomes]
+        results = [result for _, result in outcomes]
+        state["env_steps"] += sum(r["steps"] for r in results)
+        rewards = [r["train_return"] for r in results]
+        tests = []
+        for i, agent in enumerate(agents):  # played on the test distribution, data discarded
+            tests.append(agent.test_return(config["test_episodes"], seeds[i] + 1)
+                         if config["test_episodes"] else float("nan"))
+            state["test_steps"] += agent.last_test_steps if config["test_episodes"] else 0
+        for i, (agent, result) in enumerate(zip(agents, results)):  # PB2's data: one row each
+            before = state["previous_rewards"][i]
+            if before is not None and np.isfinite(rewards[i]) and np.isfinite(before):
+                explorer.observe(agent.agent_steps, before, rewards[i], result["steps"],
+                                 state["configs"][i])
+        wall = wall_before + time.time() - start
+        for i, agent in enumerate(agents):
+            metrics.write({"round": round_index, "agent": i, "env_steps": state["env_steps"],
+                           "agent_steps": agent.agent_steps, "train_return": rewards[i],
+                           "test_return": tests[i], "test_steps": state["test_steps"],
+                           **state["configs"][i], "wall_seconds": round(wall, 2)})
+        state["final_tests"] = tests
+        state["previous_rewards"] = list(rewards)
+        state.update(round=round_index + 1, agents=agents, metric_rows=metrics.rows_written,
+                     wall_seconds=wall)
+        run.save_checkpoint(checkpoint_of(state))
+        bar.update(min(state["env_steps"], total) - bar.n)
+        bar.set_postfix(round=round_index, best_test=f"{max(tests):.3g}")
+    bar.close()
+    finals = state["final_tests"]
+    if not np.all(np.isfinite(finals)):  # no test episodes: judge by the training return
+        finals = state["previous_rewards"]
+    return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
+            "final_return": max(finals), "best_return": max(finals),
+            "mean_final_return": float(np.mean(finals)), "wall_seconds": round(state["wall_seconds"], 2),
+            "rounds": state["round"], "best_agent": int(np.argmax(finals)),
+            "best_config": state["configs"][int(np.argmax(finals))]}
+
+
+def checkpoint_of(state: dict) -> dict:
+    saved = {key: value for key, value in state.items() if key not in ("agents", "explorer", "rng")}
+    saved.update(agents=[agent.state_dict() for agent in state["agents"]],
+                 explorer=state["explorer"].state_dict(), rng=state["rng"].bit_generator.state)
+    return saved
+
+
+def restore_state(saved: dict, config: dict, space: SearchSpace, device) -> dict:
+    state = new_state(config, space, device)
+    for agent, agent_state, hp in zip(state["agents"], saved.pop("agents"), saved["configs"]):
+        agent.load_state_dict(agent_state)
+        agent.set_hyperparameters(hp)
+    state["explorer"].load_state_dict(saved.pop("explorer"))
+    state["rng"].bit_generator.state = saved.pop("rng")
+    state.update(saved)
+    return state
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.resume:
+        if not args.out_dir:
+            raise UsageError("--resume needs --out-dir RUN_DIR (the run folder to continue)")
+        changed = [flag for flag in ("env", "search", "cat_exp", "seed", "batchsize", "t_ready")
+                   if hasattr(args, flag)] + (["config"] if args.config else []) + \
+            (["set"] if args.overrides else []) + (["smoke"] if args.smoke else [])
+        if changed:
+            raise UsageError(f"--resume continues the run's saved config; only --max_budget may "
+                             f"change (got {', '.join('--' + c for c in changed)})")
+        run = RunDir(args.out_dir, resume=True)
+        config = resolve_config(DEFAULTS, load_config_file(run.path / "config.json"),
+                                {"max_budget": args.max_budget} if hasattr(args, "max_budget") else None)
+    else:
+        config = build_config(args)
+        run = RunDir(args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"]))
+    run.write_config(config)
+    if config["torch_threads"]:
+        torch.set_num_threads(config["torch_threads"])
+    seed_everything(config["seed"])
+    space = search_space(config)
+    state = (restore_state(run.load_checkpoint(), config, space, device) if args.resume
+             else new_state(config, space, device))
+    with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
+        summary = run_population(config, run, state, space, pool)
+    summary.update(env=config["env"], search=config["search"], cat_exp=config["cat_exp"],
+                   seed=config["seed"])
+    run.write_summary(summary)
+    if not args.no_plots:
+        from pb2_procgen.plots import plot_run
+
+        plot_run(run.path)
+    print(f"{config['search']}/{config['cat_exp']} on {config['env']}: best final return "
+          f"{summary['best_return']:.4g} (mean {summary['mean_final_return']:.4g}), "
+          f"{summary['env_steps']} env steps, {summary['wall_seconds']:.0f}s -> {run.path}")
+
+
+if __name__ == "__main__":
+    run_main(main, prog="pb2_procgen/train.py")

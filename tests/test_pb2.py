@@ -1,0 +1,175 @@
+"""PBT/PB2 population loop: selection, exploit/explore, the toy, train.py end to end."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from pb2_procgen import pbt
+from pb2_procgen.search_space import procgen_space, toy_space, vector_space
+from pb2_procgen.toy import ToyAgent, true_objective
+from pb2_procgen.train import main as train_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "pb2_procgen" / "train.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- the toy -------------------------------------------------------------------------------------
+def test_toy_best_schedule_reaches_the_known_optimum():
+    agent = ToyAgent({"h0": 1.0, "h1": 1.0})
+    result = agent.train_segment(40)
+    assert result["steps"] == 40 and agent.agent_steps == 40
+    assert result["train_return"] == pytest.approx(1.2 - 2 * (0.9 * 0.98 ** 40) ** 2)
+    assert result["train_return"] == pytest.approx(0.878, abs=1e-3)
+    assert true_objective(np.zeros(2)) == 1.2
+
+
+# -- exploit -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size, n", [(4, 1), (8, 2), (2, 1), (10, 2)])
+def test_truncation_selection_replaces_the_bottom_quarter_by_the_top(size, n):
+    rewards = np.random.default_rng(size).permutation(size).astype(float)
+    bottom, parents = pbt.truncation_selection(rewards, np.random.default_rng(0))
+    order = np.argsort(rewards)
+    assert sorted(bottom) == sorted(order[:n].tolist())
+    assert set(parents) <= set(order[-n:].tolist()) and len(parents) == n
+
+
+def test_exploit_copies_the_parents_state():
+    agents = [ToyAgent({"h0": 1.0, "h1": 0.0}), ToyAgent({"h0": 0.0, "h1": 1.0})]
+    agents[0].train_segment(8)
+    pbt.exploit(agents[1], agents[0])
+    assert np.array_equal(agents[1].theta, agents[0].theta)
+    agents[1].theta[0] = 5.0
+    assert agents[0].theta[0] != 5.0  # a copy, not a shared array
+
+
+# -- explore: PBT ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("space", [toy_space(), procgen_space(), vector_space()])
+def test_pbt_explore_stays_in_bounds_and_perturbs_by_the_factors(space):
+    rng = np.random.default_rng(0)
+    config = space.sample(rng)
+    categories_seen = set()
+    for _ in range(200):
+        new = pbt.pbt_explore(config, space, rng)
+        for name, (low, high) in space.continuous.items():
+            assert low <= new[name] <= high
+            ratio = new[name] / config[name] if config[name] else 1.0
+            assert new[name] in (low, high) or ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2)
+        if space.categorical:
+            assert new[space.categorical[0]] in space.categorical[1]
+            categories_seen.add(new[space.categorical[0]])
+        config = new
+    if space.categorical:
+        assert len(categories_seen) > 2
+
+
+# -- the toy through train.py: PB2 beats PBT -------------------------------------------------------
+def best_final_q(search, seed, root):
+    out = root / f"{search}_{seed}"
+    train_main(["--env", "toy", "--search", search, "--seed", str(seed), "--batchsize", "4",
+                "--no-plots", "--out-dir", str(out)])
+    return json.loads((out / "summary.json").read_text())["best_return"]
+
+
+def test_pb2_beats_pbt_on_the_toy_over_paired_seeds(tmp_path):
+    pbt_q = [best_final_q("PBT", seed, tmp_path) for seed in range(20)]
+    pb2_q = [best_final_q("PB2", seed, tmp_path) for seed in range(20)]
+    assert np.mean(pb2_q) > np.mean(pbt_q) + 0.03
+    assert stats.ttest_rel(pb2_q, pbt_q).pvalue < 0.05
+    assert np.mean(pb2_q) > 0.8 and max(pb2_q) < 0.8785  # 0.878 is the best achievable
+
+
+def test_toy_resume_continues_exactly(tmp_path):
+    common = ["--env", "toy", "--search", "PB2", "--seed", "3", "--no-plots"]
+    train_main([*common, "--out-dir", str(tmp_path / "full")])
+    train_main([*common, "--max_budget", "20", "--out-dir", str(tmp_path / "cut")])
+    train_main(["--resume", "--no-plots", "--max_budget", "40", "--out-dir", str(tmp_path / "cut")])
+
+    def strip(table):
+        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in table]
+    assert strip(rows(tmp_path / "cut" / "metrics.csv")) == strip(rows(tmp_path / "full" / "metrics.csv"))
+
+
+def test_toy_run_writes_metrics_and_plots(tmp_path):
+    result = train("--env", "toy", "--search", "PB2", "--out-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = rows(tmp_path / "run" / "metrics.csv")
+    assert len(table) == 4 * 10  # 4 agents x 10 rounds of 4 steps
+    assert {"round", "agent", "env_steps", "agent_steps", "train_return", "test_return",
+            "h0", "h1"} <= set(table[0])
+    assert int(table[-1]["env_steps"]) == 160 and int(table[-1]["agent_steps"]) == 40
+    for png in ("returns.png", "schedules.png"):
+        assert (tmp_path / "run" / png).exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "bigfsh"], "did you mean bigfish"),
+    (["--env", "toy", "--set", "bounds={h0: [1.0, 0.0]}"], "low 1.0 > high 0.0"),
+    (["--env", "toy", "--t_ready", "50", "--max_budget", "40"], "--t_ready (50) is larger"),
+    (["--env", "toy", "--max_budget", "-1"], "max_budget must be positive"),
+    (["--search", "PB3"], "invalid choice: 'PB3'"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
+    result = train(*args, "--out-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_seed_command_line_is_accepted(tmp_path):
+    """The seed's flags verbatim (on the toy, so that it runs in a second)."""
+    result = train("--env", "toy", "--search", "PB2", "--cat_exp", "exp3_dep", "--seed", "100",
+                   "--gpu_per_trial", "1", "--max_budget", "40", "--t_ready", "4",
+                   "--batchsize", "4", "--no-plots", "--out-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["seed"] == 100
+
+
+def test_exploit_then_explore_applies_the_new_lr_to_the_optimizer():
+    from pb2_procgen.ppo import PPOAgent
+
+    space = vector_space()
+    tiny = {"num_envs": 2, "num_steps": 16, "minibatches": 1, "epochs": 1, "gamma": 0.99}
+    configs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    agents = [PPOAgent("CartPole-v1", hp, tiny, seed=i) for i, hp in enumerate(configs)]
+    for agent in agents:
+        agent.train_segment(32, seed=0)
+    new_configs = pbt.explore_round(agents, configs, [1.0, 0.0], bottom=[1], parents=[0],
+                                    space=space, search="PBT", explorer=None,
+                                    rng=np.random.default_rng(0))
+    for a, b in zip(agents[0].state_dict()["net"].values(), agents[1].state_dict()["net"].values()):
+        assert torch.equal(a, b)  # weights copied from the parent
+    lrs = {group["lr"] for group in agents[1].optimizer.param_groups}
+    assert lrs == {new_configs[1]["lr"]} and new_configs[1]["lr"] != configs[0]["lr"]
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "bigfish"])
+@pytest.mark.parametrize("search, cat_exp", [("PBT", "random"), ("PB2", "random"),
+                                             ("PB2", "exp3_dep"), ("PB2", "cocabo")])
+def test_every_search_and_cat_exp_runs_on_procgen_and_cartpole(tmp_path, env, search, cat_exp):
+    from common.runs import check_run_dir
+
+    out = tmp_path / "run"
+    train_main(["--smoke", "--env", env, "--search", search, "--cat_exp", cat_exp,
+                "--out-dir", str(out)])
+    assert check_run_dir(out) == []
+    table = rows(out / "metrics.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len({r["round"] for r in table}) >= 2 and summary["rounds"] >= 2
+    assert summary["env_steps"] == int(table[-1]["env_steps"]) >= 2 * int(table[-1]["agent_steps"])
+    assert all(r["aug_type"] in (procgen_space() if env == "bigfish" else vector_space()).categorical[1]
+               for r in table)
