@@ -73,9 +73,13 @@ def plot_schedules(run_dir: Path, out: Path | None = None) -> Path:
     """One panel per hyperparameter: its value for every agent against the agent's steps."""
     rows = read_rows(run_dir)
     names = [key for key in rows[0] if key not in NOT_HYPERPARAMETERS]
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
+    cols = min(3, len(names))
+    n_rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.5 * cols, 3.3 * n_rows), squeeze=False)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
     agents = sorted({int(r["agent"]) for r in rows})
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes.flat, names):
         values = [r[name] for r in rows]
         categorical = not all(_is_number(v) for v in values)
         categories = sorted(set(values)) if categorical else None
@@ -83,8 +87,9 @@ def plot_schedules(run_dir: Path, out: Path | None = None) -> Path:
             mine = [r for r in rows if int(r["agent"]) == agent]
             x = [float(r["agent_steps"]) for r in mine]
             y = [categories.index(r[name]) if categorical else float(r[name]) for r in mine]
-            if categorical:
-                ax.scatter(x, y, s=14, label=f"agent {agent}")
+            if categorical:  # small vertical offsets keep agents on the same value apart
+                ax.scatter(x, np.array(y) + 0.08 * (agent - (len(agents) - 1) / 2), s=14,
+                           label=f"agent {agent}")
             else:
                 ax.step(x, y, where="pre", label=f"agent {agent}")
         if categorical:
@@ -92,7 +97,7 @@ def plot_schedules(run_dir: Path, out: Path | None = None) -> Path:
         ax.set_title(name)
         ax.set_xlabel("agent steps")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"hyperparameter schedules: {label_of(run_dir)}")
     fig.tight_layout()
     out = out or run_dir / "schedules.png"

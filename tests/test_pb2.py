@@ -173,3 +173,17 @@ def test_every_search_and_cat_exp_runs_on_procgen_and_cartpole(tmp_path, env, se
     assert summary["env_steps"] == int(table[-1]["env_steps"]) >= 2 * int(table[-1]["agent_steps"])
     assert all(r["aug_type"] in (procgen_space() if env == "bigfish" else vector_space()).categorical[1]
                for r in table)
+
+
+def test_agents_in_worker_processes_give_the_serial_results(tmp_path):
+    common = ["--smoke", "--env", "CartPole-v1", "--search", "PB2", "--cat_exp", "cocabo",
+              "--no-plots", "--set", "torch_threads=1"]
+    serial = train(*common, "--out-dir", str(tmp_path / "serial"))
+    parallel = train(*common, "--workers", "2", "--backend", "process",
+                     "--out-dir", str(tmp_path / "process"))
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr[-2000:]
+
+    def strip(table):
+        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in table]
+    assert strip(rows(tmp_path / "serial" / "metrics.csv")) == \
+        strip(rows(tmp_path / "process" / "metrics.csv"))
