@@ -5,7 +5,7 @@ categorical hyperparameter with a list of values.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,7 +22,6 @@ VECTOR_AUGMENTATIONS = ["gaussian", "scale", "dropout", "sign-flip"]
 class SearchSpace:
     continuous: dict[str, tuple[float, float]]
     categorical: tuple[str, list] | None = None
-    log_scale: set = field(default_factory=set)   # sampled log-uniformly at initialisation
 
     def __post_init__(self):
         for name, (low, high) in self.continuous.items():
@@ -34,13 +33,9 @@ class SearchSpace:
         return list(self.continuous) + ([self.categorical[0]] if self.categorical else [])
 
     def sample(self, rng: np.random.Generator) -> dict:
-        """Uniform (or log-uniform) random configuration: the initial population."""
-        config = {}
-        for name, (low, high) in self.continuous.items():
-            if name in self.log_scale and low > 0:
-                config[name] = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-            else:
-                config[name] = float(rng.uniform(low, high))
+        """Uniform random configuration within the bounds: the initial population."""
+        config = {name: float(rng.uniform(low, high))
+                  for name, (low, high) in self.continuous.items()}
         if self.categorical:
             name, values = self.categorical
             config[name] = values[int(rng.integers(len(values)))]
