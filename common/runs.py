@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from common.cli import UsageError
-from common.config import RUN_META_KEY
+from common.config import RUN_META_KEY, load_config_file
 
 SUMMARY_KEYS = ("env_steps", "test_steps", "final_return", "best_return", "wall_seconds")
 CHECKPOINT = "latest.pt"
@@ -86,6 +86,25 @@ class RunDir:
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
         return load_checkpoint(self.checkpoints / name, map_location)
+
+
+def reopen_run(args, config_flags: Iterable[str], budget_key: str) -> tuple[RunDir, dict]:
+    """For `--resume`: the run folder in `--out-dir` and its saved config. The saved config is
+    what the run continues with, so a flag that would change it is refused; only the budget
+    (`budget_key`, e.g. total_steps) may be raised to extend a finished run."""
+    if not args.out_dir:
+        raise UsageError("--resume needs --out-dir RUN_DIR (the run folder to continue)")
+    changed = [f"--{key}" for key in config_flags if key != budget_key and hasattr(args, key)]
+    changed += [flag for flag, given in (("--config", args.config), ("--set", args.overrides),
+                                         ("--smoke", args.smoke)) if given]
+    if changed:
+        raise UsageError(f"--resume continues the run's saved config; only the budget may "
+                         f"change (got {', '.join(changed)})")
+    run = RunDir(args.out_dir, resume=True)
+    config = load_config_file(run.path / "config.json")
+    if hasattr(args, budget_key):
+        config[budget_key] = getattr(args, budget_key)
+    return run, config
 
 
 class CsvLog:

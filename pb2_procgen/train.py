@@ -27,7 +27,7 @@ from common.config import load_config_file, parse_overrides, resolve_config
 from common.device import resolve_device, seed_everything
 from common.envs import check_env_id
 from common.parallel import WorkerPool
-from common.runs import RunDir, default_run_dir
+from common.runs import RunDir, default_run_dir, reopen_run
 from pb2_procgen import pbt
 from pb2_procgen.pb2 import PB2Explorer
 from pb2_procgen.ppo import PPO_DEFAULTS, PPOAgent
@@ -248,17 +248,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
     if args.resume:
-        if not args.out_dir:
-            raise UsageError("--resume needs --out-dir RUN_DIR (the run folder to continue)")
-        changed = [flag for flag in ("env", "search", "cat_exp", "seed", "batchsize", "t_ready")
-                   if hasattr(args, flag)] + (["config"] if args.config else []) + \
-            (["set"] if args.overrides else []) + (["smoke"] if args.smoke else [])
-        if changed:
-            raise UsageError(f"--resume continues the run's saved config; only --max_budget may "
-                             f"change (got {', '.join('--' + c for c in changed)})")
-        run = RunDir(args.out_dir, resume=True)
-        config = resolve_config(DEFAULTS, load_config_file(run.path / "config.json"),
-                                {"max_budget": args.max_budget} if hasattr(args, "max_budget") else None)
+        run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="max_budget")
+        config = resolve_config(DEFAULTS, saved_config)
     else:
         config = build_config(args)
         run = RunDir(args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"]))

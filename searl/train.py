@@ -25,7 +25,7 @@ from common.config import load_config_file, parse_overrides, resolve_config
 from common.device import resolve_device, seed_everything
 from common.envs import check_env_id, make_env
 from common.parallel import WorkerPool
-from common.runs import RunDir, default_run_dir
+from common.runs import RunDir, default_run_dir, reopen_run
 from searl import algorithm
 from searl.atari import FrameReplayBuffer, is_atari, make_atari_env
 from searl.baselines import run_baseline
@@ -71,7 +71,7 @@ SMOKE = {  # a small budget of the real thing for each algorithm
             "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000,
             "torch_threads": 1, "dqn": CARTPOLE_SUPPORT},
 }
-FLAG_KEYS = {"env": "env", "seed": "seed", "total_steps": "total_steps", "population": "population"}
+FLAG_KEYS = ("env", "seed", "total_steps", "population")  # flags that set config keys
 
 
 def parse_args(argv):
@@ -94,7 +94,7 @@ def build_config(args) -> dict:
     algorithm = {**DEFAULTS, **file_layer}.get("algorithm")
     if algorithm not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
-    flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items() if hasattr(args, attr)}
+    flags = {key: getattr(args, key) for key in FLAG_KEYS if hasattr(args, key)}
     smoke = SMOKE[algorithm] if args.smoke else None
     config = resolve_config(DEFAULTS, file_layer, smoke, parse_overrides(args.overrides), flags)
     check_config(config)
@@ -255,18 +255,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
     if args.resume:
-        if not args.out_dir:
-            raise UsageError("--resume needs --out-dir RUN_DIR (the run folder to continue)")
-        changed = [flag for flag, given in (("--env", hasattr(args, "env")),
-                   ("--seed", hasattr(args, "seed")), ("--population", hasattr(args, "population")),
-                   ("--config_file", args.config), ("--set", args.overrides),
-                   ("--smoke", args.smoke)) if given]
-        if changed:
-            raise UsageError(f"--resume continues the run's saved config; only --total-steps "
-                             f"may change (got {', '.join(changed)})")
-        run = RunDir(args.out_dir, resume=True)
-        config = resolve_config(DEFAULTS, load_config_file(run.path / "config.json"),
-                                {"total_steps": args.total_steps} if hasattr(args, "total_steps") else None)
+        run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="total_steps")
+        config = resolve_config(DEFAULTS, saved_config)
         saved = run.load_checkpoint()
         buffer_state = saved.pop("buffer")
         state = restore_state(saved)

@@ -157,3 +157,22 @@ def test_checkpoint_survives_a_process_killed_while_saving(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded["step"] >= 3 and loaded["big"][0] == loaded["step"]
     assert loaded["big"].shape == (4_000_000,)
+
+
+def test_reopen_run_refuses_config_changes_and_extends_the_budget(tmp_path):
+    import argparse
+    from common.runs import reopen_run
+
+    run = RunDir(tmp_path / "run")
+    run.write_config({"env": "Pendulum-v1", "total_steps": 100})
+    run.save_checkpoint({})
+
+    def args(**given):
+        return argparse.Namespace(out_dir=str(tmp_path / "run"), config=None, overrides=[],
+                                  smoke=False, **given)
+    reopened, config = reopen_run(args(total_steps=300), ("env", "total_steps"), "total_steps")
+    assert reopened.resume and config["total_steps"] == 300 and config["env"] == "Pendulum-v1"
+    with pytest.raises(UsageError, match=r"only the budget may change \(got --env\)"):
+        reopen_run(args(env="CartPole-v1"), ("env", "total_steps"), "total_steps")
+    with pytest.raises(UsageError, match="--resume needs --out-dir"):
+        reopen_run(argparse.Namespace(out_dir=None), (), "total_steps")

@@ -80,7 +80,7 @@ def test_bad_start_never_touches_an_existing_run(tmp_path):
     result = train("--smoke", "--out-dir", str(run))
     assert result.returncode == 2 and "already holds a run" in result.stderr
     result = train("--resume", "--env", "CartPole-v1", "--out-dir", str(run))
-    assert result.returncode == 2 and "only --total-steps may change" in result.stderr
+    assert result.returncode == 2 and "only the budget may change (got --env)" in result.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
