@@ -45,10 +45,17 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        """Store one transition."""
-        self.add_batch(np.asarray(obs)[None], np.asarray(action)[None], np.asarray([reward]),
-                       np.asarray(next_obs)[None], np.asarray([terminated]),
-                       np.asarray([truncated]))
+        """Store one transition (called every env step: a direct slot write)."""
+        slot = self.pos
+        self.obs[slot] = obs
+        self.next_obs[slot] = next_obs
+        self.actions[slot] = action
+        self.rewards[slot] = reward
+        self.terminated[slot] = terminated
+        self.truncated[slot] = truncated
+        self.pos = (slot + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        self.total_added += 1
 
     def add_batch(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
         """Store n transitions given as arrays with a leading dimension n (e.g. from a vector

@@ -11,8 +11,6 @@ set_hyperparameters, state_dict / load_state_dict, agent_steps, hyperparameters.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from pb2_procgen.search_space import SearchSpace
@@ -59,17 +57,6 @@ def pbt_explore(config: dict, space: SearchSpace, rng: np.random.Generator,
         name, values = space.categorical
         new[name] = values[int(rng.integers(len(values)))]
     return space.clip(new)
-
-
-@dataclass
-class PopulationState:
-    """Everything the loop carries from round to round (and checkpoints)."""
-    round: int = 0
-    env_steps: int = 0                  # the whole population's, every step counted
-    test_steps: int = 0
-    rewards: list = field(default_factory=list)          # R of each agent's latest segment
-    reward_history: list = field(default_factory=list)   # per round, per agent
-    test_history: list = field(default_factory=list)
 
 
 def explore_round(agents, configs, rewards, bottom, parents, space, search, explorer, rng):

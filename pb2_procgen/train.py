@@ -17,7 +17,6 @@ import argparse
 import difflib
 import time
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
