@@ -1,13 +1,10 @@
 """PBT/PB2 population loop: selection, exploit/explore, the toy, train.py end to end."""
-import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import rows, run_train, without_wall_time
 from scipy import stats
 
 from pb2_procgen import pbt
@@ -15,17 +12,10 @@ from pb2_procgen.search_space import procgen_space, toy_space, vector_space
 from pb2_procgen.toy import ToyAgent, true_objective
 from pb2_procgen.train import main as train_main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(*args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "pb2_procgen" / "train.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return run_train("pb2_procgen", *args, timeout=timeout)
 
 
 # -- the toy -------------------------------------------------------------------------------------
@@ -98,10 +88,8 @@ def test_toy_resume_continues_exactly(tmp_path):
     train_main([*common, "--out-dir", str(tmp_path / "full")])
     train_main([*common, "--max_budget", "20", "--out-dir", str(tmp_path / "cut")])
     train_main(["--resume", "--no-plots", "--max_budget", "40", "--out-dir", str(tmp_path / "cut")])
-
-    def strip(table):
-        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in table]
-    assert strip(rows(tmp_path / "cut" / "metrics.csv")) == strip(rows(tmp_path / "full" / "metrics.csv"))
+    assert without_wall_time(rows(tmp_path / "cut" / "metrics.csv")) == \
+        without_wall_time(rows(tmp_path / "full" / "metrics.csv"))
 
 
 def test_toy_run_writes_metrics_and_plots(tmp_path):
@@ -182,8 +170,5 @@ def test_agents_in_worker_processes_give_the_serial_results(tmp_path):
     parallel = train(*common, "--workers", "2", "--backend", "process",
                      "--out-dir", str(tmp_path / "process"))
     assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr[-2000:]
-
-    def strip(table):
-        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in table]
-    assert strip(rows(tmp_path / "serial" / "metrics.csv")) == \
-        strip(rows(tmp_path / "process" / "metrics.csv"))
+    assert without_wall_time(rows(tmp_path / "serial" / "metrics.csv")) == \
+        without_wall_time(rows(tmp_path / "process" / "metrics.csv"))

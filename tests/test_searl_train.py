@@ -1,29 +1,15 @@
 """searl/train.py end to end: smoke runs, resume, bad input, and a seeded learning test."""
-import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, rows, run_train, without_wall_time
 
 from common.runs import check_run_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(*args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "searl" / "train.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def without_wall_time(table):
-    return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in table]
+    return run_train("searl", *args, timeout=timeout)
 
 
 def test_smoke_preset_writes_every_output(tmp_path):
