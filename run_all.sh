@@ -21,13 +21,14 @@ for paper in "${papers[@]}"; do
   esac
 done
 
-# Smoke runs: "paper|name|extra args". A paper may have several (pb2_procgen: the toy and a
-# tiny Procgen run); each paper's --smoke preset is a small budget of the real method.
+# Smoke runs: "paper|name|extra args|then". A paper may have several (pb2_procgen: the toy and
+# a tiny Procgen run); each paper's --smoke preset is a small budget of the real method.
+# "then" is an optional second script run after train.py succeeds ({out}: the run folder).
 SMOKE_RUNS=(
   "searl|searl|"
   "pb2_procgen|pb2_procgen-toy|--env toy"
   "pb2_procgen|pb2_procgen-bigfish|--env bigfish"
-  "synthetic_envs|synthetic_envs|"
+  "synthetic_envs|synthetic_envs-cliff-rn|--kind rn --env cliff --mode 2 --iterations 60 --workers 2 --backend process|synthetic_envs/evaluate.py {out} --workers 2 --backend process"
   "steve|steve|"
   "optim4rl|optim4rl|"
 )
@@ -38,7 +39,7 @@ rows=()
 failed=0
 built=0
 for entry in "${SMOKE_RUNS[@]}"; do
-  IFS='|' read -r paper name extra <<<"$entry"
+  IFS='|' read -r paper name extra then <<<"$entry"
   case " ${papers[*]} " in *" $paper "*) ;; *) continue ;; esac
   if [ ! -f "$paper/train.py" ]; then
     rows+=("$name|-|-|-|-|not built yet")
@@ -52,6 +53,12 @@ for entry in "${SMOKE_RUNS[@]}"; do
   start=$(date +%s)
   "$PYTHON" "$paper/train.py" --smoke $extra --out-dir "$out" >"$log" 2>&1
   status=$?
+  if [ $status -eq 0 ] && [ -n "$then" ]; then
+    echo "   then: $PYTHON ${then//\{out\}/$out}"
+    # shellcheck disable=SC2086
+    "$PYTHON" ${then//\{out\}/$out} >>"$log" 2>&1
+    status=$?
+  fi
   wall="$(( $(date +%s) - start ))s"
   if [ $status -eq 0 ] && info=$("$PYTHON" -m common.runs check "$out" 2>>"$log"); then
     IFS=$'\t' read -r env steps final _ <<<"$info"

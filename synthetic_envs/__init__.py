@@ -1,0 +1,1 @@
+"""Learned synthetic environments (SEs) and reward networks (RNs), Ferreira et al., ICLR 2022."""

@@ -1,0 +1,182 @@
+"""Train fresh agents on a learned proxy and on the real env, and compare them (the paper's
+evaluation: Figs. 2-5): real steps until solved, solved fraction, final real return, learning
+curves, return histograms; with other agent types for transfer and varied hyperparameters.
+
+    python synthetic_envs/evaluate.py RUN_DIR                         # 100 agents of the run's type
+    python synthetic_envs/evaluate.py RUN_DIR --agents ql,sarsa --intrinsic --vary-hp
+
+Writes RUN_DIR/evaluation.json (or --name) and the figures. An agent "solves" when its greedy
+10-episode test mean on the real env reaches the env's threshold; tests run after every training
+episode (every --check-every), and steps_to_solve counts the real *training* steps before it
+(test episodes are counted apart). An SE costs 0 real training steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cli import ArgumentParser, UsageError, add_parallel_args, run_main
+from common.parallel import WorkerPool
+from common.runs import load_checkpoint, write_json_atomic
+from synthetic_envs import inner
+from synthetic_envs.envs import env_spec, make_real_env
+from synthetic_envs.nes import seed_for
+from synthetic_envs.proxies import as_env, build_proxy
+from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_AGENTS
+
+GROUPS = ("proxy", "baseline", "intrinsic")
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="synthetic_envs/evaluate.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a run folder written by synthetic_envs/train.py")
+    parser.add_argument("--agents", default="",
+                        help="comma-separated agent types to train (default: the run's agent); "
+                             f"allowed: {', '.join(inner.AGENT_NAMES)}")
+    parser.add_argument("--n-agents", type=int, default=100, help="fresh agents per group (default: 100)")
+    parser.add_argument("--vary-hp", action="store_true", help="sample each agent's hyperparameters")
+    parser.add_argument("--intrinsic", action="store_true",
+                        help="also train the mode -1 baseline (count-based bonus / ICM) on the real env")
+    parser.add_argument("--test-episodes", type=int, default=10, help="greedy episodes per test (default: 10)")
+    parser.add_argument("--check-every", type=int, default=1, help="test every N training episodes (default: 1)")
+    parser.add_argument("--max-episodes", type=int, default=0,
+                        help="training episodes per agent (default: the agent's; 500 for tabular agents)")
+    parser.add_argument("--seed", type=int, default=1000, help="evaluation seed (default: 1000)")
+    parser.add_argument("--name", default="evaluation", help="output name: NAME.json (default: evaluation)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    add_parallel_args(parser)
+    return parser.parse_args(argv)
+
+
+def load_run(run_dir: Path) -> tuple[dict, dict]:
+    if not run_dir.is_dir():
+        raise UsageError(f"no run folder at {run_dir}")
+    proxy_path = run_dir / "proxy.pt"
+    if not proxy_path.is_file():
+        raise UsageError(f"no proxy file {proxy_path} (train.py saves it after its first iteration)")
+    config = json.loads((run_dir / "config.json").read_text())
+    return config, load_checkpoint(proxy_path)
+
+
+def eval_hp(agent: str, config: dict, args) -> dict:
+    """The run's own hyperparameters for its agent, the tuned defaults for other agents; tabular
+    agents evaluate with the spec's ε 0.1 and 500 episodes."""
+    hp = dict(config["agent_hp"]) if agent == config["agent"] else inner.agent_hp(agent, config["env"])
+    if agent in TABULAR_AGENTS:
+        hp.update(EVAL_OVERRIDES)
+    if args.max_episodes:
+        hp["max_episodes"] = args.max_episodes
+    return hp
+
+
+def train_one(job: dict) -> dict:
+    """One fresh agent of one group (runs in a worker process)."""
+    seed, config, group = job["seed"], job["config"], job["group"]
+    torch.manual_seed(seed)
+    spec = env_spec(config["env"])
+    real_env, test_env = make_real_env(config["env"], seed), make_real_env(config["env"], seed + 100)
+    hp = dict(job["hp"])
+    if job["vary_hp"]:
+        hp = inner.vary_hp(job["agent"], hp, np.random.default_rng(seed))
+    if group == "intrinsic":
+        hp["count_based" if job["agent"] in TABULAR_AGENTS else "icm"] = True
+    agent = inner.make_agent(job["agent"], real_env, hp, seed)
+    train_env, on_se = real_env, False
+    if group == "proxy":
+        proxy = build_proxy(job["proxy"]["kind"], real_env, job["proxy"]["proxy_config"],
+                            job["proxy"]["mode"], spec.info_dim)
+        proxy.load_state_dict(job["proxy"]["state_dict"])
+        train_env = as_env(job["proxy"]["kind"], proxy, real_env, spec.max_steps, hp["gamma"],
+                           job["proxy"]["zero_terminal_potential"])
+        on_se = job["proxy"]["kind"] == "se"
+    settings = dict(job["settings"], threshold=spec.threshold)
+    result = inner.train_agent(agent, train_env, test_env, hp, settings, on_se)
+    return {"seed": seed, "solved": result.solved_at is not None, "steps_to_solve": result.solved_at,
+            "final_return": result.final_return, "real_train_steps": result.real_train_steps,
+            "real_test_steps": result.real_test_steps, "train_steps": result.train_steps,
+            "episodes": result.episodes, "curve": result.curve,
+            "hp": {k: v for k, v in hp.items() if isinstance(v, (int, float, bool, str))}}
+
+
+def summarise(agents: list[dict]) -> dict:
+    solved = [a for a in agents if a["solved"]]
+    finals = [a["final_return"] for a in agents]
+    return {"n_agents": len(agents), "solved_fraction": len(solved) / len(agents),
+            "steps_to_solve": float(np.mean([a["steps_to_solve"] for a in solved])) if solved else None,
+            "steps_to_solve_std": float(np.std([a["steps_to_solve"] for a in solved])) if solved else None,
+            # unsolved agents counted at all the real steps they trained (a lower bound for them)
+            "steps_all_agents": float(np.mean([a["steps_to_solve"] if a["solved"] else a["real_train_steps"]
+                                               for a in agents])),
+            "final_return": float(np.mean(finals)), "final_return_std": float(np.std(finals)),
+            "real_steps": int(sum(a["real_train_steps"] + a["real_test_steps"] for a in agents))}
+
+
+def evaluate(run_dir: Path, args) -> dict:
+    config, proxy = load_run(run_dir)
+    agents = [a for a in args.agents.split(",") if a] or [config["agent"]]
+    real_env = make_real_env(config["env"], 0)
+    for agent in agents:
+        inner.check_agent(agent, real_env)
+    for key in ("n_agents", "test_episodes", "check_every"):
+        if getattr(args, key) <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.max_episodes < 0:
+        raise UsageError(f"--max-episodes must be positive, got {args.max_episodes}")
+    groups = [g for g in GROUPS if g != "intrinsic" or args.intrinsic]
+    settings = dict(config["inner"], test_episodes=args.test_episodes, check_every=args.check_every)
+    jobs = []
+    for a_index, agent in enumerate(agents):
+        hp = eval_hp(agent, config, args)
+        for g_index, group in enumerate(groups):
+            for i in range(args.n_agents):
+                # the same seeds for every group: agent i starts identically on proxy and real env
+                jobs.append({"seed": seed_for(args.seed, a_index, i) % 2**31, "config": config,
+                             "group": group, "agent": agent, "hp": hp, "vary_hp": args.vary_hp,
+                             "proxy": proxy, "settings": settings})
+    with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
+        results = pool.map(train_one, jobs)
+    report = {"run_dir": str(run_dir), "kind": config["kind"], "env": config["env"],
+              "mode": config["mode"], "threshold": env_spec(config["env"]).threshold,
+              "vary_hp": args.vary_hp, "seed": args.seed, "test_episodes": args.test_episodes,
+              "agents": agents, "groups": {}}
+    for agent in agents:
+        report["groups"][agent] = {}
+        for group in groups:
+            members = [r for r, j in zip(results, jobs) if j["agent"] == agent and j["group"] == group]
+            report["groups"][agent][group] = dict(summarise(members), agents=members)
+    head = report["groups"][agents[0]]
+    for group in groups:
+        for key in ("steps_to_solve", "solved_fraction", "final_return"):
+            report[f"{group}_{key}"] = head[group][key]
+    proxy_steps, base_steps = head["proxy"]["steps_to_solve"], head["baseline"]["steps_to_solve"]
+    report["steps_ratio"] = (proxy_steps / base_steps) if proxy_steps is not None and base_steps else None
+    return report
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    run_dir = Path(args.run_dir)
+    report = evaluate(run_dir, args)
+    report["figures"] = []
+    if not args.no_plots:
+        from synthetic_envs.plots import plot_evaluation
+
+        report["figures"] = [str(p) for p in plot_evaluation(run_dir, report, args.name)]
+    write_json_atomic(run_dir / f"{args.name}.json", report)
+    for agent in report["agents"]:
+        for group, s in report["groups"][agent].items():
+            steps = "-" if s["steps_to_solve"] is None else f"{s['steps_to_solve']:.0f}"
+            print(f"{agent:>12} {group:>9}: solved {100 * s['solved_fraction']:5.1f}%  "
+                  f"steps to solve {steps:>7}  final return {s['final_return']:8.2f}")
+    if report["steps_ratio"] is not None:
+        print(f"proxy / baseline real steps to solve: {report['steps_ratio']:.3f} -> "
+              f"{run_dir / (args.name + '.json')}")
+
+
+if __name__ == "__main__":
+    run_main(main, prog="synthetic_envs/evaluate.py")

@@ -1,0 +1,169 @@
+"""The inner loop of the bi-level optimisation: train one fresh agent on an env (an SE, the
+real env behind an RN, or the plain real env), test it on the real env, and count every real
+step. Also the agent registry and the per-(agent, env) hyperparameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.cli import UsageError
+from synthetic_envs.envs import is_discrete_action, is_discrete_state, one_hot, state_dim
+from synthetic_envs.tabular import TABULAR_AGENTS, TABULAR_HP, vary_tabular_hp
+
+AGENT_NAMES = ("ql", "sarsa", "ddqn", "dueling_ddqn", "td3_discrete", "td3", "ppo")
+
+
+def _deep():
+    from synthetic_envs import deep_agents  # torch agents: imported only when used
+    return deep_agents
+
+
+def agent_hp(agent: str, env: str) -> dict:
+    """The reference's tuned hyperparameters of `agent` on `env` (a fresh copy)."""
+    if agent in TABULAR_AGENTS:
+        return dict(TABULAR_HP[agent])
+    table = _deep().DEFAULT_HP[agent]
+    return dict(table.get(env) or next(iter(table.values())))
+
+
+def check_agent(agent: str, real_env) -> None:
+    """Refuse agent/env pairs that cannot work, with the reason."""
+    if agent not in AGENT_NAMES:
+        raise UsageError(f"unknown agent {agent!r}; allowed: {', '.join(AGENT_NAMES)}")
+    discrete_actions = is_discrete_action(real_env)
+    if agent in TABULAR_AGENTS and not is_discrete_state(real_env):
+        raise UsageError(f"{agent} is tabular and needs a discrete-state env (cliff)")
+    if agent == "td3" and discrete_actions:
+        raise UsageError("td3 is a continuous-action agent and this env has discrete actions; "
+                         "use td3_discrete, ddqn or dueling_ddqn")
+    if agent in ("ql", "sarsa", "ddqn", "dueling_ddqn", "td3_discrete") and not discrete_actions:
+        raise UsageError(f"{agent} needs discrete actions and this env's are continuous; use td3 or ppo")
+
+
+def make_agent(agent: str, real_env, hp: dict, seed: int):
+    if agent in TABULAR_AGENTS:
+        return TABULAR_AGENTS[agent](state_dim(real_env), real_env.action_space, hp, seed)
+    return _deep().AGENTS[agent](state_dim(real_env), real_env.action_space, hp, seed)
+
+
+def vary_hp(agent: str, hp: dict, rng: np.random.Generator) -> dict:
+    """--vary-hp: sample this agent's hyperparameters around the tuned ones (Sec. 4)."""
+    return vary_tabular_hp(hp, rng) if agent in TABULAR_AGENTS else _deep().vary_hp(hp, rng)
+
+
+@dataclass
+class InnerResult:
+    """What one inner training run cost and achieved."""
+    train_steps: int = 0          # steps on the env trained on (SE steps on an SE)
+    real_train_steps: int = 0     # real env steps of training (0 on an SE)
+    real_test_steps: int = 0      # real env steps of greedy test episodes
+    episodes: int = 0
+    solved_at: int | None = None  # real_train_steps when the test mean first reached the threshold
+    final_return: float = float("nan")  # mean real return of the final test
+    curve: list = field(default_factory=list)  # (train_steps, real_train_steps, test return)
+
+    @property
+    def real_steps(self) -> int:
+        return self.real_train_steps + self.real_test_steps
+
+
+def _encoder(agent, env):
+    """Deep agents see a discrete state one-hot; tabular agents see the int."""
+    if is_discrete_state(env) and not getattr(agent, "tabular", False):
+        n = state_dim(env)
+        return lambda s: one_hot(s, n)
+    return lambda s: s
+
+
+def run_episode(agent, env, encode, explore: bool, repeat: int = 1) -> tuple[float, int]:
+    """One episode; trains the agent when `explore`. Each action is repeated `repeat` times
+    (the reference's same_action_num), the agent seeing one transition with the summed reward.
+    Returns (return of the env's rewards, env steps)."""
+    obs, _ = env.reset()
+    obs = encode(obs)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        action = agent.act(obs, explore)
+        reward = 0.0
+        for _ in range(repeat):
+            nxt, r, terminated, truncated, _ = env.step(action)
+            reward += r
+            steps += 1
+            done = terminated or truncated
+            if done:
+                break
+        nxt = encode(nxt)
+        if explore:
+            agent.observe(obs, action, reward, nxt, terminated, truncated)
+        total += reward
+        obs = nxt
+    return total, steps
+
+
+def test_agent(agent, real_env, episodes: int, repeat: int = 1) -> tuple[float, int]:
+    """Mean greedy return over `episodes` real episodes, and the real steps they took."""
+    encode = _encoder(agent, real_env)
+    returns, steps = [], 0
+    for _ in range(episodes):
+        ret, n = run_episode(agent, real_env, encode, explore=False, repeat=repeat)
+        returns.append(ret)
+        steps += n
+    return float(np.mean(returns)), steps
+
+
+def plateaued(returns: list[float], window: int, rel_diff: float) -> bool:
+    """SE early out: the mean of the last `window` episode returns differs by less than
+    `rel_diff` (relative) from the mean of the `window` before."""
+    last = float(np.mean(returns[-window:]))
+    before = float(np.mean(returns[-2 * window:-window]))
+    return abs(last - before) / abs(before + 1e-9) < rel_diff
+
+
+def train_agent(agent, train_env, real_env, hp: dict, settings: dict, on_se: bool) -> InnerResult:
+    """Train `agent` on `train_env` for up to hp["max_episodes"] episodes with the reference's
+    early outs: on an SE, when its training return plateaus; otherwise (real env or RN), when the
+    greedy test mean on `real_env` reaches the threshold (checked every `check_every` episodes).
+    Then a final test on the real env."""
+    result = InnerResult()
+    encode = _encoder(agent, train_env)
+    returns = []
+    window, check_every = settings["early_out_num"], settings["check_every"]
+    repeat = hp.get("same_action_num", 1)
+    for episode in range(hp["max_episodes"]):
+        ret, steps = run_episode(agent, train_env, encode, explore=True, repeat=repeat)
+        agent.end_episode()
+        returns.append(ret)
+        result.train_steps += steps
+        result.real_train_steps += 0 if on_se else steps
+        result.episodes += 1
+        if episode <= hp["init_episodes"] or episode % check_every:
+            continue
+        if on_se:
+            if episode > hp["init_episodes"] + window and len(returns) >= 2 * window \
+                    and plateaued(returns, window, settings["se_plateau"]):
+                break
+            continue
+        score, test_steps = test_agent(agent, real_env, settings["test_episodes"], repeat)
+        result.real_test_steps += test_steps
+        result.curve.append((result.train_steps, result.real_train_steps, score))
+        if score >= settings["threshold"]:
+            result.solved_at = result.real_train_steps
+            break
+    result.final_return, test_steps = test_agent(agent, real_env, settings["test_episodes"], repeat)
+    result.real_test_steps += test_steps
+    if on_se:
+        result.curve.append((result.train_steps, 0, result.final_return))
+        if result.final_return >= settings["threshold"]:
+            result.solved_at = 0
+    return result
+
+
+def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: float) -> float:
+    """SE: the mean real test return. RN, the "reward threshold objective": minus the real
+    training steps until solved (all of them if never solved) minus a penalty for the final
+    test return's distance to the threshold."""
+    if kind == "se":
+        return result.final_return
+    steps = result.solved_at if result.solved_at is not None else result.real_train_steps
+    return -steps - unsolved_weight * max(0.0, threshold - result.final_return)

@@ -1,0 +1,238 @@
+"""The paper's outer loop (Sec. 3, Algorithm 1): a natural evolution strategy over the proxy's
+parameters ψ (an SE's or an RN's nn.Linear weights and biases).
+
+One iteration, in the paper's order:
+  1. every worker i draws ε_i = σ·N(0, I) (regenerated from a seed, never shipped),
+  2. trains fresh agents on the proxy at ψ (to score the current proxy), ψ + ε_i and ψ − ε_i,
+     and scores each by its agent's real-env performance (`inner.fitness`),
+  3. mirrored sampling keeps the better of ±ε_i (the reference) — or the standard antithetic
+     estimator keeps both,
+  4. the scores become weights (`score_transform`, eight variants),
+  5. ψ ← (1 − weight decay)·ψ + α Σ_i w_i ε_i (`nes_update`; no 1/(nσ) factor, as in the reference).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from synthetic_envs import inner
+from synthetic_envs.envs import env_spec, make_real_env
+from synthetic_envs.proxies import as_env, build_proxy, get_flat, set_flat
+
+ESTIMATORS = ("mirrored", "antithetic")
+SCORE_TRANSFORMS = {
+    0: "linear min-max to [0, 1]",
+    1: "rank, scaled to [0, 1]",
+    2: "NES fitness shaping (Wierstra et al. 2014), zero mean",
+    3: "NES fitness shaping without the -1/n (the paper's tuned choice)",
+    4: "single best",
+    5: "single best, if it beats the current proxy",
+    6: "all better than the current proxy, weighted by the excess, normalised by the max",
+    7: "all better than the current proxy, weighted by the excess, normalised by the sum",
+}
+
+
+def seed_for(*keys: int) -> int:
+    """A 32-bit seed from integer keys (run seed, iteration, worker, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def noise(noise_seed: int, dim: int, sigma: float) -> np.ndarray:
+    """ε = σ·N(0, I), regenerated from its seed wherever it is needed."""
+    return sigma * np.random.default_rng(noise_seed).standard_normal(dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 2: scoring one proxy by the agent trained on it
+# ---------------------------------------------------------------------------------------------
+
+def score_proxy(setup: dict, psi: np.ndarray, seed: int) -> tuple[float, inner.InnerResult]:
+    """Train one fresh agent on the proxy with parameters ψ and score it on the real env."""
+    torch.manual_seed(seed)  # the proxy's PReLU slopes (not perturbed) keep their init value
+    spec = env_spec(setup["env"])
+    real_env = make_real_env(setup["env"], seed)
+    test_env = make_real_env(setup["env"], seed + 100)
+    hp = dict(setup["agent_hp"])
+    if setup["vary_hp"]:
+        hp = inner.vary_hp(setup["agent"], hp, np.random.default_rng(seed))
+    agent = inner.make_agent(setup["agent"], real_env, hp, seed)
+    proxy = set_flat(build_proxy(setup["kind"], real_env, setup["proxy"], setup["mode"], spec.info_dim), psi)
+    train_env = as_env(setup["kind"], proxy, real_env, spec.max_steps, hp["gamma"],
+                       setup["zero_terminal_potential"])
+    settings = dict(setup["inner"], threshold=spec.threshold)
+    result = inner.train_agent(agent, train_env, test_env, hp, settings, on_se=setup["kind"] == "se")
+    score = inner.fitness(setup["kind"], result, spec.threshold, setup["unsolved_weight"])
+    real_env.close()
+    test_env.close()
+    return score, result
+
+
+def score_many(setup: dict, psi: np.ndarray, seeds: list[int]) -> tuple[float, int, int]:
+    """num_grad_evals agents on one proxy: (combined score, real steps, of which test steps)."""
+    scores, real, test = [], 0, 0
+    for seed in seeds:
+        score, result = score_proxy(setup, psi, seed)
+        scores.append(score)
+        real += result.real_steps
+        test += result.real_test_steps
+    combined = float(np.mean(scores)) if setup["grad_eval_type"] == "mean" else float(np.min(scores))
+    return combined, real, test
+
+
+@dataclass
+class WorkerTask:
+    setup: dict
+    psi: np.ndarray
+    noise_seed: int
+    agent_seeds: tuple[list[int], list[int], list[int]]  # for ψ, ψ + ε, ψ − ε
+
+
+@dataclass
+class WorkerResult:
+    score_orig: float   # the current proxy ψ
+    score_add: float    # ψ + ε
+    score_sub: float    # ψ − ε
+    real_steps: int
+    test_steps: int
+
+
+def evaluate_worker(task: WorkerTask) -> WorkerResult:
+    """Steps 1-2 for one worker (runs in a worker process)."""
+    eps = noise(task.noise_seed, len(task.psi), task.setup["sigma"])
+    seeds_orig, seeds_add, seeds_sub = task.agent_seeds
+    orig = score_many(task.setup, task.psi, seeds_orig)
+    add = score_many(task.setup, task.psi + eps, seeds_add)
+    sub = score_many(task.setup, task.psi - eps, seeds_sub)
+    return WorkerResult(orig[0], add[0], sub[0], orig[1] + add[1] + sub[1], orig[2] + add[2] + sub[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps 3-5: mirrored sampling, score transform, update
+# ---------------------------------------------------------------------------------------------
+
+def mirrored_choice(score_add: float, score_sub: float) -> tuple[float, int]:
+    """The reference's mirrored sampling: keep the better sign (ties keep +ε)."""
+    return (score_sub, -1) if score_sub > score_add else (score_add, 1)
+
+
+def score_transform(scores, scores_orig, kind: int) -> np.ndarray:
+    """Worker scores -> update weights (GTN_master.score_transform in the reference).
+    `scores_orig` are the workers' scores of the current proxy ψ (transforms 5-7 compare against
+    their mean)."""
+    if kind not in SCORE_TRANSFORMS:
+        raise ValueError(f"unknown score transform {kind}; allowed: {sorted(SCORE_TRANSFORMS)}")
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    if kind == 0:
+        return (scores - scores.min()) / (scores.max() - scores.min() + 1e-9)
+    if kind == 1:
+        if n == 1:
+            return np.ones(1)
+        weights = np.empty(n)
+        weights[np.argsort(scores, kind="stable")] = np.arange(n) / (n - 1)
+        return weights
+    if kind in (2, 3):
+        ranks = np.empty(n)
+        ranks[np.argsort(-scores, kind="stable")] = np.arange(1, n + 1)  # best gets rank 1
+        weights = np.maximum(0.0, np.log(n / 2 + 1) - np.log(ranks))
+        weights /= weights.sum()
+        if kind == 2:
+            weights -= 1.0 / n
+        top = weights.max()
+        return weights / top if top > 0 else weights  # zero-mean with one worker: no step
+    if kind == 4:
+        return np.eye(n)[np.argmax(scores)]
+    baseline = float(np.mean(scores_orig))
+    better = scores > baseline + 1e-6  # 1e-6 against rounding, as the reference
+    if not better.any():
+        return np.zeros(n)
+    if kind == 5:
+        return np.eye(n)[np.argmax(scores)]
+    weights = better * (scores - baseline) / (scores.max() - baseline + 1e-9)
+    return weights / (weights.max() if kind == 6 else weights.sum())
+
+
+def nes_update(psi: np.ndarray, noises: list[np.ndarray], weights, step_size: float,
+               weight_decay: float = 0.0) -> np.ndarray:
+    """ψ ← (1 − λ)ψ + α Σ_i w_i ε_i (the reference's update: no 1/(nσ) normalisation)."""
+    step = sum(w * eps for w, eps in zip(weights, noises))
+    return psi * (1.0 - weight_decay) + step_size * step
+
+
+# ---------------------------------------------------------------------------------------------
+# One NES iteration, and the state that --resume restores
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class NESState:
+    psi: np.ndarray
+    iteration: int = 0
+    env_steps: int = 0
+    test_steps: int = 0
+    best_score: float = -float("inf")
+    best_psi: np.ndarray | None = None
+    last_score: float = float("nan")  # the current proxy's score in the last iteration
+    solved: bool = False
+
+
+@dataclass
+class IterationStats:
+    iteration: int
+    proxy_score: float        # mean score of the current proxy ψ over the workers
+    best_worker_score: float
+    mean_worker_score: float
+    real_steps: int
+    test_steps: int
+    weights: np.ndarray
+
+
+def initial_psi(setup: dict, seed: int) -> np.ndarray:
+    """ψ_0: the proxy's default PyTorch initialisation under the run's seed."""
+    torch.manual_seed(seed)
+    real_env = make_real_env(setup["env"], seed)
+    return get_flat(build_proxy(setup["kind"], real_env, setup["proxy"], setup["mode"],
+                                env_spec(setup["env"]).info_dim))
+
+
+def worker_tasks(state: NESState, setup: dict, seed: int) -> list[WorkerTask]:
+    tasks = []
+    k = setup["num_grad_evals"]
+    for worker in range(setup["num_workers"]):
+        seeds = tuple([seed_for(seed, state.iteration, worker, which, j) % 2**31 for j in range(k)]
+                      for which in range(3))
+        tasks.append(WorkerTask(setup, state.psi, seed_for(seed, state.iteration, worker, 99), seeds))
+    return tasks
+
+
+def nes_step(state: NESState, setup: dict, seed: int, pool) -> IterationStats:
+    """One outer iteration; updates `state` in place (ψ, counters, best proxy)."""
+    tasks = worker_tasks(state, setup, seed)
+    results = pool.map(evaluate_worker, tasks)
+    noises = [noise(t.noise_seed, len(state.psi), setup["sigma"]) for t in tasks]
+    scores_orig = [r.score_orig for r in results]
+    proxy_score = float(np.mean(scores_orig))
+    if setup["estimator"] == "mirrored":
+        chosen = [mirrored_choice(r.score_add, r.score_sub) for r in results]
+        scores = [score for score, _ in chosen]
+        weights = score_transform(scores, scores_orig, setup["score_transform"])
+        directions = [sign * eps for (_, sign), eps in zip(chosen, noises)]
+    else:  # antithetic: transform all 2n scores together; ε_i gets w(+ε_i) − w(−ε_i)
+        scores = [r.score_add for r in results] + [r.score_sub for r in results]
+        both = score_transform(scores, scores_orig, setup["score_transform"])
+        n = len(results)
+        weights = both[:n] - both[n:]
+        directions = noises
+    stats = IterationStats(state.iteration, proxy_score, float(np.max(scores)), float(np.mean(scores)),
+                           sum(r.real_steps for r in results), sum(r.test_steps for r in results), weights)
+    state.last_score = proxy_score
+    if proxy_score > state.best_score:  # the proxy that was just scored is the best so far
+        state.best_score, state.best_psi = proxy_score, state.psi.copy()
+    state.solved = setup["kind"] == "se" and proxy_score >= env_spec(setup["env"]).threshold
+    state.env_steps += stats.real_steps
+    state.test_steps += stats.test_steps
+    if not (state.solved and setup["quit_when_solved"]):
+        state.psi = nes_update(state.psi, directions, weights, setup["step_size"], setup["weight_decay"])
+    state.iteration += 1
+    return stats

@@ -1,0 +1,170 @@
+"""Figures of a synthetic_envs run: NES progress, and after evaluate.py the learning curves,
+success percentage and return histograms of agents trained on the proxy vs the real env, and
+the Cliff reward network's Φ over the grid (the paper's Figs. 2-5 and 10).
+
+    python synthetic_envs/plots.py RUN_DIR
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+COLORS = {"proxy": "tab:blue", "baseline": "tab:gray", "intrinsic": "tab:orange"}
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def plot_nes_progress(run_dir: Path) -> Path:
+    rows = _rows(run_dir / "metrics.csv")
+    config = json.loads((run_dir / "config.json").read_text())
+    it = [int(r["iteration"]) for r in rows]
+    steps = [int(r["env_steps"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label, style in (("proxy_score", "current proxy ψ (mean over workers)", "-"),
+                              ("best_worker_score", "best perturbation", ":"),
+                              ("mean_worker_score", "mean perturbation", "--")):
+        axes[0].plot(it, [float(r[key]) for r in rows], style, label=label)
+    axes[1].plot(steps, [float(r["proxy_score"]) for r in rows], "-")
+    ylabel = ("mean real test return" if config["kind"] == "se"
+              else "score: −real steps to solve − 100·shortfall")
+    axes[0].set(xlabel="NES iteration", ylabel=ylabel)
+    axes[1].set(xlabel="real env steps (all inner agents, tests included)", ylabel="current proxy score")
+    axes[0].legend(fontsize=8)
+    mode = f", mode {config['mode']}" if config["kind"] == "rn" else ""
+    fig.suptitle(f"NES {config['kind'].upper()} on {config['env']} ({config['agent']}{mode}, seed {config['seed']})")
+    fig.tight_layout()
+    path = run_dir / "nes_progress.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cliff_potential(run_dir: Path) -> np.ndarray | None:
+    """Φ(s) of a Cliff RN over the 4x12 grid (None for other proxies or info-vector modes)."""
+    from synthetic_envs.envs import CliffWalk
+    from synthetic_envs.proxies import INFO_MODES, RewardNet
+
+    saved = torch.load(run_dir / "proxy.pt", weights_only=False)
+    if saved["kind"] != "rn" or saved["env"] != "cliff" or saved["mode"] in INFO_MODES:
+        return None
+    cfg = saved["proxy_config"]
+    net = RewardNet(saved["mode"], CliffWalk.ROWS * CliffWalk.COLS, 3, cfg["hidden_size"],
+                    cfg["hidden_layer"], cfg["activation"])
+    net.load_state_dict(saved["state_dict"])
+    with torch.no_grad():
+        phi = net(torch.eye(CliffWalk.ROWS * CliffWalk.COLS)).numpy()
+    return phi.reshape(CliffWalk.ROWS, CliffWalk.COLS)
+
+
+def plot_cliff_heatmap(run_dir: Path) -> Path | None:
+    phi = cliff_potential(run_dir)
+    if phi is None:
+        return None
+    saved_mode = json.loads((run_dir / "config.json").read_text())["mode"]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    image = ax.imshow(phi, cmap="viridis")
+    for (row, col), value in np.ndenumerate(phi):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w")
+    for col, label in ((0, "S"), (11, "G")):
+        ax.text(col, 3.35, label, ha="center", va="top", fontsize=9, weight="bold")
+    ax.add_patch(plt.Rectangle((0.5, 2.5), 10, 1, fill=False, hatch="//", edgecolor="red", lw=1.2))
+    ax.set(xticks=[], yticks=[], title=f"Cliff reward network Φ(s), mode {saved_mode} (hatched: cliff)")
+    fig.colorbar(image, ax=ax, fraction=0.025)
+    fig.tight_layout()
+    path = run_dir / "phi_heatmap.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _curve_grid(members: list[dict], grid: np.ndarray) -> np.ndarray:
+    """Each agent's latest test return at each x of `grid` (carried forward after it stops;
+    NaN before its first test)."""
+    out = np.full((len(members), len(grid)), np.nan)
+    for i, member in enumerate(members):
+        xs = np.array([c[0] for c in member["curve"]], float)
+        ys = np.array([c[2] for c in member["curve"]], float)
+        if len(xs) == 0:
+            continue
+        idx = np.searchsorted(xs, grid, side="right") - 1
+        out[i, idx >= 0] = ys[idx[idx >= 0]]
+    return out
+
+
+def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> list[Path]:
+    """Learning curves, success percentage and final-return histograms, one row per agent type."""
+    agents = report["agents"]
+    fig, axes = plt.subplots(len(agents), 3, figsize=(15, 3.8 * len(agents)), squeeze=False)
+    proxy_label = "trained on SE" if report["kind"] == "se" else f"trained with RN (mode {report['mode']})"
+    labels = {"proxy": proxy_label, "baseline": "trained on real env", "intrinsic": "count-based / ICM (mode −1)"}
+    for row, agent in zip(axes, agents):
+        groups = report["groups"][agent]
+        x_max = max(max((c[0] for m in g["agents"] for c in m["curve"]), default=1) for g in groups.values())
+        grid = np.linspace(0, x_max, 200)
+        for group, summary in groups.items():
+            members, color = summary["agents"], COLORS[group]
+            curves = _curve_grid(members, grid)
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(curves, axis=0)
+                low, high = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
+            row[0].plot(grid, mean, color=color, label=labels[group])
+            row[0].fill_between(grid, low, high, color=color, alpha=0.2)
+            solved_at = np.array([m["steps_to_solve"] for m in members if m["solved"]], float)
+            success = [(solved_at <= x).sum() / len(members) * 100 for x in grid]
+            row[1].plot(grid, success, color=color, label=labels[group])
+            row[2].hist([m["final_return"] for m in members], bins=20, alpha=0.55, color=color,
+                        label=f"{labels[group]} (mean {summary['final_return']:.1f})")
+        row[0].axhline(report["threshold"], color="k", ls=":", lw=1, label="solved threshold")
+        x_label = ("training steps (SE agents: SE steps, others: real steps)" if report["kind"] == "se"
+                   else "real env training steps")
+        row[0].set(xlabel=x_label, ylabel=f"greedy test return ({report['test_episodes']} ep.)",
+                   title=f"{agent}: learning curves (mean, 25-75%)")
+        row[1].set(xlabel="real env training steps", ylabel="agents solved (%)", ylim=(-2, 102),
+                   title=f"{agent}: success percentage")
+        row[2].set(xlabel="final real test return", ylabel="agents", title=f"{agent}: final returns")
+        for ax in row:
+            ax.legend(fontsize=7)
+    hp = ", varied hyperparameters" if report["vary_hp"] else ""
+    fig.suptitle(f"{report['kind'].upper()} on {report['env']}: {len(groups['proxy']['agents'])} fresh agents per group{hp}")
+    fig.tight_layout()
+    path = run_dir / f"{name}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    heatmap = plot_cliff_heatmap(run_dir)
+    return [path] + ([heatmap] if heatmap else [])
+
+
+def plot_run(run_dir) -> list[Path]:
+    run_dir = Path(run_dir)
+    paths = [plot_nes_progress(run_dir)]
+    if (run_dir / "proxy.pt").is_file():
+        heatmap = plot_cliff_heatmap(run_dir)
+        paths += [heatmap] if heatmap else []
+    if (run_dir / "evaluation.json").is_file():
+        report = json.loads((run_dir / "evaluation.json").read_text())
+        paths += plot_evaluation(run_dir, report)
+    return paths
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="synthetic_envs/plots.py", description=__doc__)
+    parser.add_argument("run_dir")
+    args = parser.parse_args(argv)
+    for path in plot_run(args.run_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
