@@ -121,10 +121,7 @@ def check_config(config: dict) -> None:
         if config["mode"] not in LEARNED_MODES:
             raise UsageError(f"mode {config['mode']} ({RN_MODES[config['mode']]}) has nothing to "
                              f"learn; evaluate.py trains it as a baseline")
-    for key in ("iterations", "num_workers", "num_grad_evals"):
-        if config[key] <= 0:
-            raise UsageError(f"{key} must be positive, got {config[key]}")
-    for key in ("sigma", "step_size"):
+    for key in ("iterations", "num_workers", "num_grad_evals", "sigma", "step_size"):
         if config[key] <= 0:
             raise UsageError(f"{key} must be positive, got {config[key]}")
     if config["score_transform"] not in nes.SCORE_TRANSFORMS:

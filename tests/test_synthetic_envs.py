@@ -2,7 +2,6 @@
 walk, potential-based shaping, the SE and RN proxies, NES (score transforms and the update),
 the Cliff RN learning result, and train.py / evaluate.py end to end."""
 import json
-import math
 import subprocess
 import sys
 
