@@ -80,7 +80,8 @@ def plot_cliff_heatmap(run_dir: Path) -> Path | None:
     for col, label in ((0, "S"), (11, "G")):
         ax.text(col, 3.35, label, ha="center", va="top", fontsize=9, weight="bold")
     ax.add_patch(plt.Rectangle((0.5, 2.5), 10, 1, fill=False, hatch="//", edgecolor="red", lw=1.2))
-    ax.set(xticks=[], yticks=[], title=f"Cliff reward network Φ(s), mode {saved_mode} (hatched: cliff)")
+    ax.set(xticks=[], yticks=[], title=f"Cliff reward network Φ(s), mode {saved_mode} (hatched: cliff; "
+           "in modes 1-4 the cliff and goal cells are terminal: their Φ is not used)")
     fig.colorbar(image, ax=ax, fraction=0.025)
     fig.tight_layout()
     path = run_dir / "phi_heatmap.png"
