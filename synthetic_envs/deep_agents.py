@@ -661,36 +661,24 @@ DEFAULT_HP: dict[str, dict[str, dict]] = {
                         same_action_num=1, tau=0.0209, rb_size=100_000, eps_init=0.904,
                         eps_min=0.0471, eps_decay=0.899, **_icm_hp(32)),
     },
-    "dueling_ddqn": {
-        # configurations/default_config_cartpole.yaml (duelingddqn): the block the reference's
-        # CartPole Dueling-DDQN experiment loads. (The syn_env yaml's block -- lr 9.14e-3,
-        # batch 193, gamma 0.961, tau 0.0735, eps 0.906/0.00645/0.8267, tanh 61x1, feature 60 --
-        # is used by no experiment and does not learn real CartPole in 300 episodes.)
-        "cartpole": dict(lr=1e-3, batch_size=128, hidden_size=128, hidden_layer=2,
-                         activation="relu", gamma=0.99, max_episodes=1000, init_episodes=10,
-                         same_action_num=1, tau=0.01, rb_size=100_000, eps_init=1.0,
-                         eps_min=0.01, eps_decay=0.9, feature_dim=128, **_icm_hp(32)),
-        # default_config_acrobot.yaml (duelingddqn; same values; the acrobot SE yaml has none,
-        # and the reference's Acrobot Dueling-DDQN experiment loads exactly this block)
-        "acrobot": dict(lr=1e-3, batch_size=128, hidden_size=128, hidden_layer=2,
-                        activation="relu", gamma=0.99, max_episodes=1000, init_episodes=10,
-                        same_action_num=1, tau=0.01, rb_size=100_000, eps_init=1.0,
-                        eps_min=0.01, eps_decay=0.9, feature_dim=128, **_icm_hp(32)),
-    },
-    "td3_discrete": {
-        # configurations/default_config_cartpole_syn_env.yaml (td3_discrete_vary)
-        "cartpole": dict(lr=1.7496e-3, batch_size=122, hidden_size=510, hidden_layer=2,
-                         activation="tanh", gamma=0.9989, max_episodes=1000, init_episodes=1,
-                         same_action_num=1, tau=0.0724303, policy_delay=1, rb_size=1_000_000,
-                         action_std=0.037275, policy_std=0.2225286, policy_std_clip=0.5,
-                         gumbel_softmax_temp=2.3076235, gumbel_softmax_hard=True, **_icm_hp(32)),
-        # default_config_acrobot_syn_env.yaml (td3_discrete_vary; same values as CartPole)
-        "acrobot": dict(lr=1.7496e-3, batch_size=122, hidden_size=510, hidden_layer=2,
-                        activation="tanh", gamma=0.9989, max_episodes=1000, init_episodes=1,
-                        same_action_num=1, tau=0.0724303, policy_delay=1, rb_size=1_000_000,
-                        action_std=0.037275, policy_std=0.2225286, policy_std_clip=0.5,
-                        gumbel_softmax_temp=2.3076235, gumbel_softmax_hard=True, **_icm_hp(32)),
-    },
+    # configurations/default_config_cartpole.yaml (duelingddqn): the block the reference's
+    # CartPole Dueling-DDQN experiment loads. (The syn_env yaml's block -- lr 9.14e-3, batch 193,
+    # gamma 0.961, tau 0.0735, eps 0.906/0.00645/0.8267, tanh 61x1, feature 60 -- is used by no
+    # experiment and does not learn real CartPole in 300 episodes.) default_config_acrobot.yaml
+    # has the same values, and the reference's Acrobot Dueling-DDQN experiment loads them.
+    "dueling_ddqn": {env: dict(lr=1e-3, batch_size=128, hidden_size=128, hidden_layer=2,
+                               activation="relu", gamma=0.99, max_episodes=1000, init_episodes=10,
+                               same_action_num=1, tau=0.01, rb_size=100_000, eps_init=1.0,
+                               eps_min=0.01, eps_decay=0.9, feature_dim=128, **_icm_hp(32))
+                     for env in ("cartpole", "acrobot")},
+    # configurations/default_config_cartpole_syn_env.yaml and default_config_acrobot_syn_env.yaml
+    # (td3_discrete_vary: the same values in both)
+    "td3_discrete": {env: dict(lr=1.7496e-3, batch_size=122, hidden_size=510, hidden_layer=2,
+                               activation="tanh", gamma=0.9989, max_episodes=1000, init_episodes=1,
+                               same_action_num=1, tau=0.0724303, policy_delay=1, rb_size=1_000_000,
+                               action_std=0.037275, policy_std=0.2225286, policy_std_clip=0.5,
+                               gumbel_softmax_temp=2.3076235, gumbel_softmax_hard=True, **_icm_hp(32))
+                     for env in ("cartpole", "acrobot")},
     "td3": {
         # default_config_cmc_reward_env.yaml (the RN experiments' inner-loop TD3)
         "cmc": dict(lr=3e-3, batch_size=192, hidden_size=128, hidden_layer=2,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -117,7 +118,8 @@ def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> li
         for group, summary in groups.items():
             members, color = summary["agents"], COLORS[group]
             curves = _curve_grid(members, grid)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # grid points before any agent's first test are NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)
                 low, high = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
             row[0].plot(grid, mean, color=color, label=labels[group])
