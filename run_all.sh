@@ -70,10 +70,10 @@ for entry in "${SMOKE_RUNS[@]}"; do
 done
 
 echo
-printf '%-20s %-22s %10s %13s %8s  %s\n' run env env_steps final_return wall status
+printf '%-24s %-22s %10s %13s %8s  %s\n' run env env_steps final_return wall status
 for row in "${rows[@]}"; do
   IFS='|' read -r name env steps final wall status <<<"$row"
-  printf '%-20s %-22s %10s %13s %8s  %s\n' "$name" "$env" "$steps" "$final" "$wall" "$status"
+  printf '%-24s %-22s %10s %13s %8s  %s\n' "$name" "$env" "$steps" "$final" "$wall" "$status"
 done
 echo
 echo "$built smoke runs of ${#rows[@]} ran, $failed failed; outputs in $root/"

@@ -4,7 +4,7 @@ they do well on the real env (SE: their real test return; RN: how few real steps
 
     python synthetic_envs/train.py --kind rn --env cliff --agent ql --mode 2        # ~1 min
     python synthetic_envs/train.py --kind se --env cliff --agent ql
-    python synthetic_envs/train.py --kind se --env cartpole --agent ddqn --workers 2
+    python synthetic_envs/train.py --kind se --env cartpole --agent ddqn --workers 2 --backend process
     python synthetic_envs/train.py --kind rn --env cmc --agent td3 --mode 6
     python synthetic_envs/train.py --smoke                                          # seconds
 
