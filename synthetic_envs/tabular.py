@@ -62,9 +62,6 @@ class QLearning:
         self.episode += 1
         self.eps = max(self.eps * self.eps_decay, self.eps_min)
 
-    def values(self) -> np.ndarray:
-        return np.array(self.q)
-
 
 class Sarsa(QLearning):
     """On-policy SARSA: Q(s,a) += α (r + γ Q(s',a') (1 − terminated) − Q(s,a)), where a' is the
