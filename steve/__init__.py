@@ -1,0 +1,1 @@
+"""STEVE: Stochastic Ensemble Value Expansion (Buckman et al., NeurIPS 2018)."""
