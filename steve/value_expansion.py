@@ -60,20 +60,33 @@ def continuation(dones: torch.Tensor) -> torch.Tensor:
 
 def candidate_targets(reward: torch.Tensor, rollout: Rollout, gamma: float) -> torch.Tensor:
     """T_j = r + Σ_{k=1..j} γ^k c_{k−1} r̂_k + γ^{j+1} c_j Q_l(s_j, a_j) for j = 0..H, for every
-    (m, n, l): shape [H+1, M, N, L, B]. T_0 is the DDPG target."""
+    (m, n, l): shape [H+1, M, N, L, B]. T_0 is the DDPG target. `reward` is the real reward [B],
+    or [N, M, B] when the root is an imagined transition (the TD-k trick)."""
     cont = continuation(rollout.dones)                                  # [M, H+1, B]
-    n_steps = cont.shape[1]
-    powers = gamma ** torch.arange(n_steps + 1, dtype=reward.dtype, device=reward.device)
-    if n_steps > 1:
-        imagined = powers[1:n_steps, None] * cont[:, :-1] * rollout.rewards   # [N, M, H, B]
-        partial = torch.cumsum(imagined, dim=2)
-        partial = torch.cat([torch.zeros_like(partial[:, :, :1]), partial], dim=2)  # [N, M, H+1, B]
-    else:
-        partial = reward.new_zeros(1, cont.shape[0], 1, reward.shape[-1])
+    n_frames = cont.shape[1]
+    powers = gamma ** torch.arange(n_frames + 1, dtype=cont.dtype, device=cont.device)
+    partial = cont.new_zeros(1, cont.shape[0], 1, cont.shape[2])        # no imagined reward yet
+    if n_frames > 1:
+        imagined = powers[1:n_frames, None] * cont[:, :-1] * rollout.rewards  # [N, M, H, B]
+        partial = torch.cat([partial.expand(imagined.shape[0], -1, -1, -1),
+                             torch.cumsum(imagined, dim=2)], dim=2)    # [N, M, H+1, B]
     bootstrap = powers[1:, None] * cont * rollout.q_values               # [L, M, H+1, B]
-    # [H+1, M, N, L, B]
-    return (reward + partial.permute(2, 1, 0, 3)[:, :, :, None]
+    first = reward if reward.dim() == 1 else reward.permute(1, 0, 2)[None, :, :, None]
+    return (first + partial.permute(2, 1, 0, 3)[:, :, :, None]        # [H+1, M, N, L, B]
             + bootstrap.permute(2, 1, 0, 3)[:, :, None])
+
+
+def rooted_candidates(reward: torch.Tensor, rollout: Rollout, gamma: float) -> list[torch.Tensor]:
+    """Candidate targets rooted at every frame (MVE's TD-k trick): element i holds the targets
+    of the transition into frame i (i = 0: the real (s, a, r); i ≥ 1: the imagined s_{i−1} → s_i
+    with reward r̂_i), over horizons j = i..H. Element 0 is `candidate_targets`."""
+    out = [candidate_targets(reward, rollout, gamma)]
+    n_frames = rollout.dones.shape[1]
+    for i in range(1, n_frames):
+        sliced = Rollout(rollout.states[:, i:], rollout.actions[:, i:], rollout.dones[:, i:],
+                         rollout.rewards[:, :, i:], rollout.q_values[:, :, i:])
+        out.append(candidate_targets(rollout.rewards[:, :, i - 1], sliced, gamma))
+    return out
 
 
 class SteveTarget(NamedTuple):

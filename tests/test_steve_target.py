@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from steve.value_expansion import (Rollout, candidate_targets, ddpg_target, imagine, mve_target,
-                                   steve_combine)
+                                   rooted_candidates, steve_combine)
 
 GAMMA = 0.9
 
@@ -116,3 +116,25 @@ def test_imagine_tiles_per_member_and_scores_every_reward_member():
     np.testing.assert_allclose(rollout.states[:, 2, 0, 0].numpy(), [2.0, 4.0, 6.0])
     np.testing.assert_allclose(rollout.rewards[1, 2, 0].numpy(), 2 * 3.0)  # n = 1, m = 2, k = 1
     np.testing.assert_allclose(rollout.actions[1, 1, 0, 0].item(), np.tanh(2.0), rtol=1e-6)
+
+
+def test_rooted_candidates_match_the_reference_start_end_matrix():
+    """The reference builds targets[start i, end j] with reward coefficients c_{k−1}/c_{i−1} and
+    value coefficients c_j/c_{i−1}; frame 0's reward is the real r, frame k's is r̂_k."""
+    reward, rollout = random_rollout(M=2, N=2, L=2, H=3, B=3, seed=5)
+    N, M, H, B = rollout.rewards.shape
+    d = rollout.dones.numpy()
+    cont = np.cumprod(1 - d, axis=1)                                   # [M, H+1, B]
+    shifted = np.concatenate([np.ones_like(cont[:, :1]), cont[:, :-1]], axis=1)
+    rooted = rooted_candidates(reward, rollout, GAMMA)
+    assert [t.shape[0] for t in rooted] == [4, 3, 2, 1]
+    for i in range(H + 1):
+        for j in range(i, H + 1):
+            for m, n, l, b in np.ndindex(M, N, 2, B):
+                total = 0.0
+                for k in range(i, j + 1):
+                    r_k = reward[b].item() if k == 0 else rollout.rewards[n, m, k - 1, b].item()
+                    total += GAMMA ** (k - i) * shifted[m, k, b] / shifted[m, i, b] * r_k
+                total += (GAMMA ** (j - i + 1) * cont[m, j, b] / shifted[m, i, b]
+                          * rollout.q_values[l, m, j, b].item())
+                assert rooted[i][j - i, m, n, l, b].item() == pytest.approx(total, rel=1e-9, abs=1e-9)
