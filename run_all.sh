@@ -29,7 +29,7 @@ SMOKE_RUNS=(
   "pb2_procgen|pb2_procgen-toy|--env toy"
   "pb2_procgen|pb2_procgen-bigfish|--env bigfish"
   "synthetic_envs|synthetic_envs-cliff-rn|--kind rn --env cliff --mode 2 --iterations 60 --workers 2 --backend process|synthetic_envs/evaluate.py {out} --workers 2 --backend process"
-  "steve|steve|"
+  "steve|steve-pendulum|experiments/goodruns/pendulum/steve0.json|steve/toy_demo.py --trials 3 --out-dir {out}/toy"
   "optim4rl|optim4rl|"
 )
 

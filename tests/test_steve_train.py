@@ -1,0 +1,71 @@
+"""steve/train.py end to end on Pendulum-v1: the seed's outputs, refusing to overwrite, resuming
+with the counters intact, and one-line errors."""
+import csv
+import json
+import subprocess
+import sys
+
+from helpers import ROOT
+
+PENDULUM = "experiments/goodruns/pendulum/{}0.json"
+
+
+def train(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "steve" / "train.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def greedy_rows(run_dir, name):
+    with open(run_dir / "log" / f"{name}.greedy.csv", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_steve_smoke_writes_the_seed_outputs_and_the_collection_outputs(tmp_path):
+    out = tmp_path / "steve"
+    result = train(PENDULUM.format("steve"), "--smoke", "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    hps = json.loads((out / "log" / "hps.json").read_text())
+    assert hps["policy_config"]["algo"] == "steve" and hps["env"]["name"] == "Pendulum-v1"
+    rows = greedy_rows(out, "steve0")
+    assert rows[0] == ["hours", "epochs", "frames", "score"]
+    assert [int(r[2]) for r in rows[1:]] == [500, 1000, 1500]
+    for name in ("valuerl.pt", "worldmodel.pt", "backup.pt"):
+        assert (out / "checkpoints" / name).is_file()
+    assert (out / "log" / "valuerl.log").read_text() and (out / "log" / "worldmodel.log").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 1500 and summary["updates"] == 1000 and 0 <= summary["model_use"] <= 1
+    check = subprocess.run([sys.executable, "-m", "common.runs", "check", str(out)], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_refuses_an_existing_experiment_and_resume_continues_the_frames(tmp_path):
+    out = tmp_path / "ddpg"
+    first = train(PENDULUM.format("ddpg"), "--smoke", "--frames", "1000", "--no-plots", "--out-dir", str(out))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = train(PENDULUM.format("ddpg"), "--smoke", "--no-plots", "--out-dir", str(out))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    resumed = train(PENDULUM.format("ddpg"), "--smoke", "--frames", "2000", "--resume", "--no-plots",
+                    "--out-dir", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frames = [int(r[2]) for r in greedy_rows(out, "ddpg0")[1:]]
+    assert frames == [500, 1000, 1500, 2000]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 2000 and summary["updates"] == 1500  # counters kept across the resume
+
+
+def test_bad_input_is_one_line_with_exit_2(tmp_path):
+    cycle_a, cycle_b = tmp_path / "a.json", tmp_path / "b.json"
+    cycle_a.write_text(json.dumps({"inherits": [str(cycle_b)]}))
+    cycle_b.write_text(json.dumps({"inherits": [str(cycle_a)]}))
+    bad_algo = tmp_path / "bad.json"
+    bad_algo.write_text(json.dumps({"inherits": ["algos/ddpg.json", "envs/pendulum.json"],
+                                    "updates": {"policy_config": {"algo": "stevee"}}}))
+    for args, words in (([str(tmp_path / "missing.json")], "not found"), ([str(cycle_a)], "cycle"),
+                        ([str(bad_algo)], "algorithm"),
+                        ([PENDULUM.format("ddpg"), "--resume", "--out-dir", str(tmp_path / "none")], "no backup")):
+        result = train(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert words in result.stderr, (args, result.stderr)
