@@ -54,10 +54,12 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--smoke", action="store_true", help="a tiny budget of the same run")
+    parser.add_argument("--corrupt-model", type=float, default=0.0, metavar="STD",
+                        help="robustness test: add N(0, STD) to every imagined next state (default: 0)")
     return parser.parse_args(argv)
 
 
-def value_config(cfg: dict) -> ValueConfig:
+def value_config(cfg: dict, corrupt_std: float = 0.0) -> ValueConfig:
     policy = cfg["policy_config"]
     expansion = policy.get("value_expansion") or {}
     algo = {"mve_tdk": "mve"}.get(policy["algo"], policy["algo"])
@@ -67,7 +69,8 @@ def value_config(cfg: dict) -> ValueConfig:
                        q_members=bayes.get("ensemble_size", 1), hidden_dim=policy["hidden_dim"],
                        hidden_layers=policy["hidden_layers"], discount=cfg["env"]["discount"],
                        reward_scale=cfg["env"]["reward_scale"], lr=policy["learning_rate"],
-                       policy_reg=policy["pretanh_reg"], target_copy_every=policy["epoch_every_n"])
+                       policy_reg=policy["pretanh_reg"], target_copy_every=policy["epoch_every_n"],
+                       corrupt_std=corrupt_std)
 
 
 def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int) -> WorldModelLearner | None:
@@ -98,10 +101,10 @@ def explore(pre_tanh: np.ndarray, rule: dict, rng: np.random.Generator) -> np.nd
 class Run:
     """Everything a backup holds: learners, replay, counters, RNGs."""
 
-    def __init__(self, cfg: dict, seed: int, env):
+    def __init__(self, cfg: dict, seed: int, corrupt_std: float = 0.0):
         self.cfg, self.seed = cfg, seed
         obs_dim, action_dim = int(np.prod(cfg["env"]["obs_dims"])), cfg["env"]["action_dim"]
-        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg), seed)
+        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg, corrupt_std), seed)
         self.world = make_world_model(cfg, obs_dim, action_dim, seed)
         self.replay = ReplayBuffer(cfg["policy_config"]["replay_size"], (obs_dim,), (action_dim,), seed=seed)
         self.rng = np.random.default_rng(seed)
@@ -252,6 +255,8 @@ def main(argv=None) -> None:
     for key in ("frames", "eval_every"):
         if budget[key] <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {budget[key]}")
+    if args.corrupt_model < 0:
+        raise UsageError(f"--corrupt-model must be >= 0, got {args.corrupt_model}")
     out = Path(args.out_dir) if args.out_dir else experiment_dir(cfg)
     backup = out / cfg["save_model_path"] / "backup.pt"
     if args.resume and not backup.is_file():
@@ -261,12 +266,13 @@ def main(argv=None) -> None:
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)
     write_json_atomic(out / "config.json", {**cfg, "_run": {"seed": args.seed, "frames": budget["frames"],
-                                                            "eval_every": budget["eval_every"]}})
+                                                            "eval_every": budget["eval_every"],
+                                                            "corrupt_model": args.corrupt_model}})
     seed_everything(args.seed)
     set_single_thread()
     env = make_env(cfg["env"]["name"], seed=args.seed, max_episode_steps=cfg["env"]["max_frames"])
     eval_env = make_env(cfg["env"]["name"], seed=args.seed + 100, max_episode_steps=cfg["env"]["max_frames"])
-    run = Run(cfg, args.seed, env)
+    run = Run(cfg, args.seed, args.corrupt_model)
     if args.resume:
         run.load_state_dict(load_checkpoint(backup))
     started = time.time()

@@ -27,6 +27,7 @@ class ValueConfig:
     policy_reg: float = 1e-3      # weight of mean(pre-tanh²), keeps tanh from saturating
     target_copy_every: int = 500  # hard copy of Q into the target Q, in updates
     q_routing: str = "random"     # random: one random Q member per example (reference) | full
+    corrupt_std: float = 0.0      # robustness test: N(0, std) noise on every imagined next state
 
 
 class ValueLearner:
@@ -55,7 +56,7 @@ class ValueLearner:
         horizon = 0 if world_model is None or self.cfg.algo == "ddpg" else self.cfg.rollout_len
         members = world_model.members if horizon else 1
         rollout = imagine(next_obs, done, horizon, members, self.policy,
-                          world_model.transition if horizon else None,
+                          self._transition(world_model) if horizon else None,
                           world_model.done_prob if horizon else None,
                           self._scaled_reward(world_model) if horizon else None, self.q_target)
         if self.cfg.algo == "steve":
@@ -72,6 +73,13 @@ class ValueLearner:
         reach = torch.cat([torch.ones_like(reach[:1]), reach[:-1]], 0)
         self._imagined = (rollout.states[:, :-1], rollout.actions[:, :-1])
         return targets, reach, reward.new_zeros(())
+
+    def _transition(self, world_model: WorldModel):
+        if not self.cfg.corrupt_std:
+            return world_model.transition
+        std = self.cfg.corrupt_std
+        return lambda s, a: world_model.transition(s, a) + std * torch.randn(
+            s.shape, generator=self.generator, dtype=s.dtype)
 
     def _scaled_reward(self, world_model: WorldModel):
         scale = self.cfg.reward_scale
@@ -135,19 +143,19 @@ class WorldModelLearner:
     """Adam on the world model's loss (reference worldmodel_learner.py)."""
 
     def __init__(self, obs_dim: int, action_dim: int, transition_members: int, reward_members: int,
-                 seed: int, lr: float = 3e-4, full_batch: bool = False, **sizes):
+                 seed: int, lr: float = 3e-4, l2_weight: float = 1e-4, full_batch: bool = False, **sizes):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = WorldModel(obs_dim, action_dim, transition_members, reward_members, **sizes)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(seed + 2)
-        self.full_batch = full_batch
+        self.full_batch, self.l2_weight = full_batch, l2_weight
         self.updates = 0
 
     def update(self, batch) -> dict:
         obs, action, reward, next_obs, done = batch
         loss, parts = self.model.loss(obs, action, reward, next_obs, done, self.generator,
-                                      full_batch=self.full_batch)
+                                      l2_weight=self.l2_weight, full_batch=self.full_batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -37,6 +37,12 @@ def test_steve_smoke_writes_the_seed_outputs_and_the_collection_outputs(tmp_path
     check = subprocess.run([sys.executable, "-m", "common.runs", "check", str(out)], cwd=ROOT,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    shown = subprocess.run([sys.executable, str(ROOT / "steve" / "visualizer.py"), PENDULUM.format("steve"),
+                            str(out / "checkpoints" / "valuerl.pt"), "--episodes", "2"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    returns = [float(line.split()[-1]) for line in shown.stdout.splitlines() if line.startswith("episode")]
+    assert len(returns) == 2 and all(-2000 < r <= 0 for r in returns)  # Pendulum's return range
 
 
 def test_refuses_an_existing_experiment_and_resume_continues_the_frames(tmp_path):
