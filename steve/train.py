@@ -54,6 +54,9 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--smoke", action="store_true", help="a tiny budget of the same run")
+    parser.add_argument("--speedrun", action="store_true",
+                        help="train the world model concurrently in its own process (also on when the "
+                             "config's frames_per_update is false, as the speedrun configs)")
     parser.add_argument("--corrupt-model", type=float, default=0.0, metavar="STD",
                         help="robustness test: add N(0, STD) to every imagined next state (default: 0)")
     return parser.parse_args(argv)
@@ -111,6 +114,8 @@ class Run:
         self.frames = self.episodes = self.evals = self.test_steps = 0
         self.hours_before = 0.0
         self.pretrained = self.world is None
+        self.concurrent = None  # a WorldModelProcess in the speedrun layout
+        self.world_loads = 0    # world-model weights received from it
 
     def state_dict(self) -> dict:
         return {"value": self.value.state_dict(), "world": self.world.state_dict() if self.world else None,
@@ -174,6 +179,8 @@ def train(run: Run, args, out: Path, budget: dict, env, eval_env) -> dict:
             action = explore(pre, policy["exploration"], run.rng)
         nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
         run.replay.add(obs, action, reward, nxt, terminated, truncated)
+        if run.concurrent:
+            run.concurrent.send((obs, action, reward, nxt, terminated, truncated))
         run.frames += 1
         obs = nxt
         if terminated or truncated:
@@ -210,6 +217,17 @@ def learn(run: Run, budget: dict, value_log, world_log) -> dict:
     cfg, batch_size = run.cfg, run.cfg["policy_config"]["batch_size"]
     sample = lambda: tuple(run.replay.sample(batch_size)[:5])  # noqa: E731  obs, act, rew, next, term
     info = {}
+    if run.concurrent:  # the world model trains elsewhere: take its newest weights, one update per frame
+        state = run.concurrent.newest()
+        if state is not None:
+            run.world.model.load_state_dict(state)
+            run.pretrained = True
+            run.world_loads += 1
+        while run.value.updates < run.frames - budget["random_frames"]:
+            info = run.value.update(sample(), run.world.model if run.pretrained else None)
+            if run.value.updates % cfg["policy_config"]["log_every_n"] == 0:
+                value_log.write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
+        return info
     if not run.pretrained:
         for _ in range(budget["pretrain_n"]):
             info = run.world.update(sample())
@@ -275,13 +293,31 @@ def main(argv=None) -> None:
     run = Run(cfg, args.seed, args.corrupt_model)
     if args.resume:
         run.load_state_dict(load_checkpoint(backup))
+    speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
+    if speedrun and run.world is not None:
+        from steve.speedrun import WorldModelProcess
+
+        obs_dim = int(np.prod(cfg["env"]["obs_dims"]))
+        run.concurrent = WorldModelProcess(cfg, args.seed, obs_dim, cfg["env"]["action_dim"],
+                                           out / cfg["log_path"] / "worldmodel.log")
+        run.pretrained = False  # until the first weights arrive, the targets are DDPG's
+        if run.replay.size:  # resuming: the world-model process starts from all the data so far
+            for i in range(run.replay.size):
+                b = run.replay
+                run.concurrent.send((b.obs[i], b.actions[i], b.rewards[i], b.next_obs[i],
+                                     b.terminated[i], b.truncated[i]))
     started = time.time()
-    last = train(run, args, out, budget, env, eval_env)
+    try:
+        last = train(run, args, out, budget, env, eval_env)
+    finally:
+        if run.concurrent:
+            run.concurrent.close()
     scores = [float(row["score"]) for row in csv.DictReader(open(out / "metrics.csv"))]
     summary = {"env_steps": run.frames, "test_steps": run.test_steps, "final_return": scores[-1] if scores else None,
                "best_return": max(scores) if scores else None, "wall_seconds": round(time.time() - started, 1),
                "algo": cfg["policy_config"]["algo"], "env": cfg["env"]["name"], "experiment": cfg["name"],
-               "updates": run.value.updates, "model_use": last.get("model_use", 0.0), "seed": args.seed}
+               "updates": run.value.updates, "model_use": last.get("model_use", 0.0), "seed": args.seed,
+               "layout": "speedrun" if run.concurrent else "one process", "world_model_loads": run.world_loads}
     write_json_atomic(out / "summary.json", summary)
     if not args.no_plots:
         from steve.plots import plot_run

@@ -75,3 +75,14 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path):
         result = train(*args)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
+
+
+def test_speedrun_trains_the_world_model_in_its_own_process(tmp_path):
+    out = tmp_path / "speedy"
+    result = train(PENDULUM.format("steve"), "--smoke", "--speedrun", "--no-plots", "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layout"] == "speedrun" and summary["updates"] == 1000
+    assert summary["world_model_loads"] >= 1  # weights trained in the other process reached the learner
+    logged = [json.loads(line) for line in (out / "log" / "worldmodel.log").read_text().splitlines()]
+    assert logged and all(entry["updates"] > 0 for entry in logged)
