@@ -170,12 +170,12 @@ def train(run: Run, args, out: Path, budget: dict, env, eval_env) -> dict:
     start, last = time.time(), {"model_use": 0.0}
     obs, _ = env.reset(seed=args.seed + run.episodes if run.frames == 0 else None)
     bar = tqdm(total=budget["frames"], initial=run.frames, unit="frame", desc=cfg["name"], dynamic_ncols=True)
-    random_frames = max(budget["full_random_n"], policy["frames_before_learning"])
     while run.frames < budget["frames"]:
-        if run.frames < random_frames:
+        if run.frames < budget["random_frames"]:
             action = run.rng.uniform(-1, 1, env.action_space.shape)
         else:
-            pre = run.value.policy.pre_tanh(torch.as_tensor(obs)).detach().numpy()
+            with torch.no_grad():
+                pre = run.value.policy.pre_tanh(torch.as_tensor(obs)).numpy()
             action = explore(pre, policy["exploration"], run.rng)
         nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
         run.replay.add(obs, action, reward, nxt, terminated, truncated)
@@ -186,7 +186,7 @@ def train(run: Run, args, out: Path, budget: dict, env, eval_env) -> dict:
         if terminated or truncated:
             run.episodes += 1
             obs, _ = env.reset()
-        if run.frames >= random_frames:
+        if run.frames >= budget["random_frames"]:
             last.update(learn(run, budget, value_log, world_log))
         if run.frames % budget["eval_every"] == 0:
             score, steps = greedy_episode(run, eval_env)
