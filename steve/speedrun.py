@@ -61,9 +61,9 @@ class WorldModelProcess:
                                          self.stop_event, publish_every, str(log_path)))
         self.process.start()
 
-    def send(self, transition: tuple, flush: bool = False) -> None:
+    def send(self, transition: tuple) -> None:
         self.pending.append(transition)
-        if len(self.pending) >= self.chunk or flush:
+        if len(self.pending) >= self.chunk:
             columns = [np.asarray(column) for column in zip(*self.pending)]
             self.data_q.put(columns)
             self.pending = []

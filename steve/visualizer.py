@@ -19,6 +19,7 @@ from common.envs import make_env
 from common.runs import load_checkpoint
 from steve.config import load_config
 from steve.models import Policy
+from steve.train import to_env
 
 
 def parse_args(argv):
@@ -50,12 +51,10 @@ def load_policy(cfg: dict, model_file: Path) -> Policy:
 def rollout(policy: Policy, env, frames: list | None) -> float:
     obs, _ = env.reset()
     total, done = 0.0, False
-    space = env.action_space
     while not done:
         with torch.no_grad():
             action = policy(torch.as_tensor(obs)).numpy()
-        action = space.low + (action + 1.0) * 0.5 * (space.high - space.low)
-        obs, reward, terminated, truncated, _ = env.step(action.astype(np.float32))
+        obs, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
         total, done = total + reward, terminated or truncated
         if frames is not None:
             frames.append(env.render())

@@ -25,7 +25,7 @@ from common.runs import load_checkpoint, write_json_atomic
 from synthetic_envs import inner
 from synthetic_envs.envs import env_spec, make_real_env
 from synthetic_envs.nes import seed_for
-from synthetic_envs.proxies import as_env, build_proxy
+from synthetic_envs.proxies import build_proxy
 from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_AGENTS
 
 GROUPS = ("proxy", "baseline", "intrinsic")
@@ -76,26 +76,22 @@ def eval_hp(agent: str, config: dict, args) -> dict:
 
 def train_one(job: dict) -> dict:
     """One fresh agent of one group (runs in a worker process)."""
-    seed, config, group = job["seed"], job["config"], job["group"]
+    seed, group, proxy = job["seed"], job["group"], job["proxy"]
     torch.manual_seed(seed)
-    spec = env_spec(config["env"])
-    real_env, test_env = make_real_env(config["env"], seed), make_real_env(config["env"], seed + 100)
-    hp = dict(job["hp"])
-    if job["vary_hp"]:
-        hp = inner.vary_hp(job["agent"], hp, np.random.default_rng(seed))
+    overrides = {}
     if group == "intrinsic":
-        hp["count_based" if job["agent"] in TABULAR_AGENTS else "icm"] = True
-    agent = inner.make_agent(job["agent"], real_env, hp, seed)
-    train_env, on_se = real_env, False
-    if group == "proxy":
-        proxy = build_proxy(job["proxy"]["kind"], real_env, job["proxy"]["proxy_config"],
-                            job["proxy"]["mode"], spec.info_dim)
-        proxy.load_state_dict(job["proxy"]["state_dict"])
-        train_env = as_env(job["proxy"]["kind"], proxy, real_env, spec.max_steps, hp["gamma"],
-                           job["proxy"]["zero_terminal_potential"])
-        on_se = job["proxy"]["kind"] == "se"
-    settings = dict(job["settings"], threshold=spec.threshold)
-    result = inner.train_agent(agent, train_env, test_env, hp, settings, on_se)
+        overrides["count_based" if job["agent"] in TABULAR_AGENTS else "icm"] = True
+
+    def load_proxy(real_env):
+        module = build_proxy(proxy["kind"], real_env, proxy["proxy_config"], proxy["mode"],
+                             env_spec(job["config"]["env"]).info_dim)
+        module.load_state_dict(proxy["state_dict"])
+        return module
+
+    result, hp = inner.train_fresh_agent(
+        job["config"]["env"], job["agent"], job["hp"], seed, job["vary_hp"], job["settings"],
+        hp_overrides=overrides, make_proxy=load_proxy if group == "proxy" else None,
+        kind=proxy["kind"], zero_terminal_potential=proxy["zero_terminal_potential"])
     return {"seed": seed, "solved": result.solved_at is not None, "steps_to_solve": result.solved_at,
             "final_return": result.final_return, "real_train_steps": result.real_train_steps,
             "real_test_steps": result.real_test_steps, "train_steps": result.train_steps,

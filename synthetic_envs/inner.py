@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.cli import UsageError
-from synthetic_envs.envs import is_discrete_action, is_discrete_state, one_hot, state_dim
+from synthetic_envs.envs import (env_spec, is_discrete_action, is_discrete_state, make_real_env, one_hot,
+                                 state_dim)
+from synthetic_envs.proxies import as_env
 from synthetic_envs.tabular import TABULAR_AGENTS, TABULAR_HP, vary_tabular_hp
 
 AGENT_NAMES = ("ql", "sarsa", "ddqn", "dueling_ddqn", "td3_discrete", "td3", "ppo")
@@ -167,3 +169,26 @@ def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: f
         return result.final_return
     steps = result.solved_at if result.solved_at is not None else result.real_train_steps
     return -steps - unsolved_weight * max(0.0, threshold - result.final_return)
+
+
+def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool, settings: dict,
+                      hp_overrides: dict | None = None, make_proxy=None, kind: str = "rn",
+                      zero_terminal_potential: bool = True) -> tuple[InnerResult, dict]:
+    """One fresh agent (hyperparameters varied when `vary`, then `hp_overrides` applied) trained on
+    the real env, or on the proxy `make_proxy(real_env)` returns, and tested on a second real env
+    seeded seed + 100. Used by NES (every score) and by evaluate.py (every agent)."""
+    spec = env_spec(env)
+    real_env, test_env = make_real_env(env, seed), make_real_env(env, seed + 100)
+    if vary:
+        hp = vary_hp(agent_name, hp, np.random.default_rng(seed))
+    hp = dict(hp, **(hp_overrides or {}))
+    agent = make_agent(agent_name, real_env, hp, seed)
+    train_env = real_env
+    if make_proxy is not None:
+        train_env = as_env(kind, make_proxy(real_env), real_env, spec.max_steps, hp["gamma"],
+                           zero_terminal_potential)
+    result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=spec.threshold),
+                         on_se=make_proxy is not None and kind == "se")
+    real_env.close()
+    test_env.close()
+    return result, hp

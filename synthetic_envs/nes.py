@@ -19,7 +19,7 @@ import torch
 
 from synthetic_envs import inner
 from synthetic_envs.envs import env_spec, make_real_env
-from synthetic_envs.proxies import as_env, build_proxy, get_flat, set_flat
+from synthetic_envs.proxies import build_proxy, get_flat, set_flat
 
 ESTIMATORS = ("mirrored", "antithetic")
 SCORE_TRANSFORMS = {
@@ -52,21 +52,12 @@ def score_proxy(setup: dict, psi: np.ndarray, seed: int) -> tuple[float, inner.I
     """Train one fresh agent on the proxy with parameters ψ and score it on the real env."""
     torch.manual_seed(seed)  # the proxy's PReLU slopes (not perturbed) keep their init value
     spec = env_spec(setup["env"])
-    real_env = make_real_env(setup["env"], seed)
-    test_env = make_real_env(setup["env"], seed + 100)
-    hp = dict(setup["agent_hp"])
-    if setup["vary_hp"]:
-        hp = inner.vary_hp(setup["agent"], hp, np.random.default_rng(seed))
-    agent = inner.make_agent(setup["agent"], real_env, hp, seed)
-    proxy = set_flat(build_proxy(setup["kind"], real_env, setup["proxy"], setup["mode"], spec.info_dim), psi)
-    train_env = as_env(setup["kind"], proxy, real_env, spec.max_steps, hp["gamma"],
-                       setup["zero_terminal_potential"])
-    settings = dict(setup["inner"], threshold=spec.threshold)
-    result = inner.train_agent(agent, train_env, test_env, hp, settings, on_se=setup["kind"] == "se")
-    score = inner.fitness(setup["kind"], result, spec.threshold, setup["unsolved_weight"])
-    real_env.close()
-    test_env.close()
-    return score, result
+    result, _ = inner.train_fresh_agent(
+        setup["env"], setup["agent"], setup["agent_hp"], seed, setup["vary_hp"], setup["inner"],
+        make_proxy=lambda real_env: set_flat(build_proxy(setup["kind"], real_env, setup["proxy"],
+                                                         setup["mode"], spec.info_dim), psi),
+        kind=setup["kind"], zero_terminal_potential=setup["zero_terminal_potential"])
+    return inner.fitness(setup["kind"], result, spec.threshold, setup["unsolved_weight"]), result
 
 
 def score_many(setup: dict, psi: np.ndarray, seeds: list[int]) -> tuple[float, int, int]:
