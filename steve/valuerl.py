@@ -42,8 +42,8 @@ class ValueLearner:
         self.q_target = QEnsemble(obs_dim, action_dim, cfg.q_members, cfg.hidden_dim, cfg.hidden_layers)
         self.q_target.load_state_dict(self.q.state_dict())
         self.q_target.requires_grad_(False)
-        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
-        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
+        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr, fused=True)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.updates = 0
 
@@ -147,7 +147,7 @@ class WorldModelLearner:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = WorldModel(obs_dim, action_dim, transition_members, reward_members, **sizes)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, fused=True)
         self.generator = torch.Generator().manual_seed(seed + 2)
         self.full_batch, self.l2_weight = full_batch, l2_weight
         self.updates = 0

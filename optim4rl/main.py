@@ -1,0 +1,258 @@
+"""Run one configuration of a sweep, as the seed does:
+
+    python optim4rl/main.py --config_file optim4rl/configs/catch_meta.json --config_idx 1
+    python optim4rl/main.py --config_file optim4rl/configs/catch_lopt.json --config_idx 1
+
+Every value in a config file is a list; `python optim4rl/sweeper.py` prints how many
+combinations each file has, and index i + k·N is run k of combination i. Output goes to
+logs/<config name>/<config_idx>/: config.json, log.txt (ending with the memory and time lines),
+result_<env>.csv (Env,Agent,Step,Return), metrics.csv, summary.json, a return-curve PNG, and
+param.pt (MetaA2C) or data.npz + grad_hist.png (CollectA2C) or identity.csv + identity_perf.png
+(RNNIdentity).
+
+Agents (the config's agent.name): A2C (any optimizer, including a meta-learned one loaded from
+param_load_path), CollectA2C, MetaA2C, RNNIdentity, PPO (MuJoCo, any optimizer).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cli import ArgumentParser, UsageError, run_main
+from common.device import resolve_device
+from optim4rl import logs
+from optim4rl.envs import make_env
+from optim4rl.meta import A2CHyper, MetaA2C, Task
+from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params
+from optim4rl.sweeper import Sweeper, find_config
+
+AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
+ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="optim4rl/main.py", description=__doc__,
+                            formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    parser.add_argument("--config_file", required=True,
+                        help="a JSON config (a path, or a name in optim4rl/configs/)")
+    parser.add_argument("--config_idx", type=int, default=1,
+                        help="configuration index, 1-based; i + k*N is run k of combination i")
+    parser.add_argument("--logs-root", default="logs", help="root of the log folders (default: logs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="rerun an index whose log folder already holds a finished run")
+    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+    return parser.parse_args(argv)
+
+
+# -- config helpers ------------------------------------------------------------------------------
+def optimizer_spec(cfg: dict, key: str) -> tuple[str, dict]:
+    """(name, kwargs) of `agent_optimizer` / `meta_optimizer`, accepting the seed's spellings
+    (agent_optim, gradient_clip)."""
+    section = cfg.get(key) or cfg.get(key.replace("optimizer", "optim"))
+    if section is None:
+        raise UsageError(f"config has no '{key}' section")
+    kwargs = dict(section.get("kwargs", {}))
+    if "gradient_clip" in kwargs:
+        kwargs["grad_clip"] = kwargs.pop("gradient_clip")
+    return section["name"], kwargs
+
+
+def env_names(cfg: dict) -> list[str]:
+    names = cfg["env"]["name"]
+    return [names] if isinstance(names, str) else list(names)
+
+
+def per_task(value, count: int, what: str) -> list:
+    """A per-task setting given once (applies to all tasks) or as a list with one per task."""
+    if isinstance(value, list):
+        if len(value) != count:
+            raise UsageError(f"{what} lists {len(value)} values for {count} env(s)")
+        return value
+    return [value] * count
+
+
+def a2c_hyper(cfg: dict) -> A2CHyper:
+    agent = cfg["agent"]
+    return A2CHyper(discount=cfg.get("discount", 0.995), gae_lambda=agent.get("gae_lambda", 0.95),
+                    rollout_steps=int(agent.get("rollout_steps", 20)),
+                    critic_loss_weight=agent.get("critic_loss_weight", 0.5),
+                    entropy_weight=agent.get("entropy_weight", 0.01))
+
+
+def resolve_load_path(path: str, log_dir: Path) -> str:
+    """A `logs/...` param_load_path follows --logs-root (the run's folder is <root>/<name>/<idx>)."""
+    if not path or Path(path).is_file() or not path.startswith("logs/"):
+        return path
+    return str(log_dir.parent.parent / path[len("logs/"):])
+
+
+def make_agent_optimizer(cfg: dict, log_dir: Path, learning_rate=None, device="cpu"):
+    name, kwargs = optimizer_spec(cfg, "agent_optimizer")
+    lr = kwargs.pop("learning_rate", 1e-3) if learning_rate is None else learning_rate
+    kwargs.pop("learning_rate", None)
+    if name in ("Adam", "RMSProp", "SGD"):
+        kwargs.pop("param_load_path", None)
+    path = kwargs["param_load_path"] = resolve_load_path(kwargs.get("param_load_path", ""), log_dir)
+    if not path:
+        kwargs.pop("param_load_path")
+    if path and not Path(path).is_file():
+        raise UsageError(f"param_load_path {path} does not exist (run the meta-training config first)")
+    return make_optimizer(name, lr, seed=cfg["seed"], device=device, **kwargs)
+
+
+# -- the agents ----------------------------------------------------------------------------------
+def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dict]:
+    from optim4rl.a2c import train_a2c
+    hyper, rows = a2c_hyper(cfg), []
+    opt_name, _ = optimizer_spec(cfg, "agent_optimizer")
+    for i, name in enumerate(env_names(cfg)):
+        env = make_env(name, int(cfg["env"]["num_envs"]), cfg["seed"] + i,
+                       reward_scaling=per_task(cfg["env"].get("reward_scaling", 1.0), len(env_names(cfg)),
+                                               "reward_scaling")[i])
+        optimizer = make_agent_optimizer(cfg, log_dir)
+        logger.info(f"<{cfg['config_idx']}> env {name}: A2C with {opt_name}, {cfg['env']['train_steps']:.0f} steps")
+        every = int(cfg["agent"].get("data_reduce", 100)) if collect else 0
+
+        def progress(iteration, result, name=name):
+            if iteration % int(cfg.get("display_interval", 50)) == 0 and result.returns:
+                logger.info(f"<{cfg['config_idx']}> {name} step {result.steps[-1]} return {result.returns[-1]:.3f}")
+        result = train_a2c(env, name, optimizer, hyper, int(cfg["env"]["train_steps"]), cfg["seed"] + i,
+                           collect_every=every, progress=progress)
+        env_rows = [{"Env": name, "Agent": cfg["agent"]["name"], "Step": s, "Return": r}
+                    for s, r in zip(result.steps, result.returns)]
+        logs.write_results_csv(logs.result_file(log_dir, name), env_rows)
+        rows += env_rows
+        if collect:
+            from optim4rl.identity import plot_gradient_histograms
+            grad, update = np.stack(result.grads), np.stack(result.updates)
+            np.savez_compressed(log_dir / "data.npz", grad=grad, update=update)
+            plot_gradient_histograms(grad, log_dir)
+            logger.info(f"collected {grad.shape[0]} steps x {grad.shape[1]} coordinates -> data.npz")
+    return rows
+
+
+def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
+    agent, names = cfg["agent"], env_names(cfg)
+    hyper, inner = a2c_hyper(cfg), int(agent.get("inner_updates", 4))
+    opt_name, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
+    if opt_name not in ("Optim4RL", "L2LGD2", "LinearOptim"):
+        raise UsageError(f"MetaA2C meta-learns a learned optimizer (Optim4RL, L2LGD2, LinearOptim), not {opt_name}")
+    lrs = per_task(opt_kwargs.get("learning_rate", 1e-3), len(names), "agent_optimizer learning_rate")
+    lopt = make_agent_optimizer(cfg, log_dir, learning_rate=1.0)     # the task's lr scales the update
+    meta_name, meta_kwargs = optimizer_spec(cfg, "meta_optimizer")
+    if meta_name != "Adam":
+        raise UsageError(f"meta_optimizer must be Adam (the reference's), not {meta_name}")
+    num_envs = int(cfg["env"]["num_envs"])
+    scaling = per_task(cfg["env"].get("reward_scaling", 1.0), len(names), "reward_scaling")
+    intervals = per_task(agent.get("reset_interval", 64), len(names), "reset_interval")
+    tasks = [Task(make_env(n, num_envs, cfg["seed"] + i, reward_scaling=scaling[i]), n, num_envs, lopt, lrs[i],
+                  int(intervals[i]), torch.Generator().manual_seed(cfg["seed"] + 1000 + i))
+             for i, n in enumerate(names)]
+    meta = MetaA2C(lopt, tasks, hyper, inner, meta_lr=meta_kwargs.get("learning_rate", 1e-3),
+                   meta_grad_clip=meta_kwargs.get("grad_clip", -1), meta_grad_norm=meta_kwargs.get("grad_norm", -1),
+                   max_norm=meta_kwargs.get("max_norm", -1), pipeline=agent.get("pipeline", True))
+    macro_step = num_envs * hyper.rollout_steps * (inner + 1)
+    iterations = int(cfg["env"]["train_steps"]) // macro_step
+    save_every, display = int(cfg.get("save_param", 0)), int(cfg.get("display_interval", 10))
+    rows, start = [], time.time()
+    for t in range(1, iterations + 1):
+        info = meta.step()
+        if t % display == 0 or t == iterations:
+            for task in tasks:
+                ret = float(np.mean(task.returns)) if task.returns else float("nan")
+                rows.append({"Env": task.env_name, "Agent": "MetaA2C", "Step": t * macro_step, "Return": ret,
+                             "meta_loss": info["meta_loss"]})
+                task.returns.clear()
+            speed = t * macro_step * len(tasks) / (time.time() - start)
+            logger.info(f"<{cfg['config_idx']}> Step {t * macro_step}/{iterations * macro_step} Iteration "
+                        f"{t}/{iterations}: meta_loss={info['meta_loss']:.4f} return={rows[-1]['Return']:.3f} "
+                        f"Speed={speed:.0f} (steps/s)")
+        if save_every and t % save_every == 0:
+            save_meta_params(lopt, str(log_dir / f"param_{t}.pt"))
+    save_meta_params(lopt, str(log_dir / "param.pt"))
+    for name in names:
+        logs.write_results_csv(logs.result_file(log_dir, name),
+                               [{k: r[k] for k in logs.RESULT_COLUMNS} for r in rows if r["Env"] == name])
+    return rows
+
+
+def run_identity(cfg: dict, log_dir: Path, logger) -> list[dict]:
+    from optim4rl.identity import run_identity as identity
+    data_path = resolve_load_path(cfg.get("datapath", ""), log_dir)
+    if not data_path or not Path(data_path).is_file():
+        raise UsageError(f"RNNIdentity needs 'datapath', the data.npz of a collect run; "
+                         f"{data_path!r} does not exist (run the *_collect.json config first)")
+    out = identity(cfg, data_path, log_dir, cfg["seed"])
+    logger.info(f"identity: {out['summary']}")
+    return []
+
+
+# -- main ----------------------------------------------------------------------------------------
+def check_config(cfg: dict) -> None:
+    if "agent" not in cfg:
+        raise UsageError("config has no 'agent' section")
+    name = cfg["agent"]["name"] = ALIASES.get(cfg["agent"].get("name"), cfg["agent"].get("name"))
+    if name not in AGENTS:
+        raise UsageError(f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)}")
+    if name != "RNNIdentity":
+        if "env" not in cfg:
+            raise UsageError("config has no 'env' section")
+        opt_name, _ = optimizer_spec(cfg, "agent_optimizer")
+        if str(opt_name).lower() not in {o.lower() for o in OPTIMIZERS}:
+            raise UsageError(f"unknown optimizer {opt_name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+def preflight(cfg: dict, log_dir: Path) -> None:
+    """Every user mistake we can see before the run starts (so a failed start leaves no folder):
+    unknown agent / optimizer / option / env, a missing param_load_path or datapath."""
+    check_config(cfg)
+    name = cfg["agent"]["name"]
+    if name == "RNNIdentity":
+        path = resolve_load_path(cfg.get("datapath", ""), log_dir)
+        if not path or not Path(path).is_file():
+            raise UsageError(f"RNNIdentity needs 'datapath', the data.npz of a collect run; {path!r} does "
+                             f"not exist (run the *_collect.json config first)")
+        return
+    make_agent_optimizer(cfg, log_dir, learning_rate=1.0 if name == "MetaA2C" else None)
+    if name != "PPO":
+        for env_name in env_names(cfg):
+            make_env(env_name, 1, 0)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    resolve_device(args.device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    sweeper = Sweeper(find_config(args.config_file))
+    cfg = sweeper.generate_config_for_idx(args.config_idx)
+    preflight(cfg, Path(args.logs_root) / sweeper.config_name / str(args.config_idx))
+    log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, args.config_idx, overwrite=args.overwrite)
+    logs.write_config(log_dir, cfg)
+    start = time.time()
+    with logs.Logger(log_dir) as logger:
+        logger.info(f"<{args.config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
+        torch.manual_seed(cfg["seed"])
+        runner = {"A2C": run_a2c, "CollectA2C": lambda c, d, lg: run_a2c(c, d, lg, collect=True),
+                  "MetaA2C": run_meta_a2c, "RNNIdentity": run_identity,
+                  "PPO": lambda c, d, lg: __import__("optim4rl.ppo", fromlist=["run_ppo"]).run_ppo(c, d, lg)}
+        rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
+        if rows and "Step" in rows[0]:
+            write_outputs(log_dir, rows, start)
+        logs.finish(logger, start)
+
+
+def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:
+    from optim4rl.plots import plot_returns
+    table = [{"env_steps": r["Step"], "return": r["Return"], "env": r["Env"], "agent": r["Agent"]}
+             for r in rows if r["Return"] == r["Return"]]
+    if table:
+        logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1)})
+        plot_returns(log_dir)
+
+
+if __name__ == "__main__":
+    run_main(main, prog="optim4rl/main.py")

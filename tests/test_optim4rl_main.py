@@ -1,0 +1,116 @@
+"""optim4rl/main.py end to end: the seed's interface, the log folder, errors with exit status 2,
+collect -> identity, and the Catch learning test (a meta-trained Optim4RL beats the untrained one
+at the same learning rate)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from common.runs import check_run_dir
+from helpers import ROOT, rows, run_train
+from optim4rl.logs import final_return
+from optim4rl.sweeper import Sweeper
+
+CONFIGS = ROOT / "optim4rl" / "configs"
+
+
+def write_config(path, base: str, edit) -> str:
+    cfg = json.loads((CONFIGS / base).read_text())
+    edit(cfg)
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def run(config, idx, root, *extra):
+    return run_train("optim4rl", "--config_file", str(config), "--config_idx", str(idx),
+                     "--logs-root", str(root), *extra)
+
+
+def test_sweeper_counts_the_seed_configs():
+    out = subprocess.run([sys.executable, str(ROOT / "optim4rl" / "sweeper.py")], capture_output=True,
+                         text=True, cwd=ROOT, check=True).stdout
+    assert "The number of total combinations in sds_a2c.json: 12" in out
+    assert "The number of total combinations in catch_lopt.json: 8" in out
+    assert "The number of total combinations in grid_meta.json: 96" in out
+    lopt = Sweeper(CONFIGS / "catch_lopt.json")
+    first = lopt.generate_config_for_idx(1)["agent_optimizer"]
+    assert first["name"] == "Optim4RL" and first["kwargs"]["param_load_path"] == "logs/catch_meta/1/param.pt"
+    assert lopt.generate_config_for_idx(2)["agent_optimizer"]["kwargs"]["param_load_path"] == ""
+    assert lopt.generate_config_for_idx(3)["agent_optimizer"]["name"] == "Adam"
+    assert lopt.generate_config_for_idx(3)["agent_optimizer"]["kwargs"]["learning_rate"] == 1e-4
+
+
+def test_a2c_run_writes_the_seed_and_collection_outputs(tmp_path):
+    config = write_config(tmp_path / "tiny_a2c.json", "catch_a2c.json",
+                          lambda c: c["env"][0].update(num_envs=[16], train_steps=[16000]))
+    done = run(config, 2, tmp_path / "logs")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "logs" / "tiny_a2c" / "2"
+    lines = (folder / "log.txt").read_text().strip().splitlines()
+    assert "Memory usage:" in lines[-2] and "Time elapsed:" in lines[-1]
+    table = rows(folder / "result_catch.csv")
+    assert list(table[0]) == ["Env", "Agent", "Step", "Return"]
+    steps = [int(r["Step"]) for r in table]
+    assert steps == sorted(steps) and steps[-1] == 16000
+    assert json.loads((folder / "config.json").read_text())["agent_optimizer"]["name"] == "Adam"
+    assert check_run_dir(folder) == []
+    again = run(config, 2, tmp_path / "logs")      # a finished run is never overwritten
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert (folder / "result_catch.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["index", "param_load_path", "optimizer", "agent", "file"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
+    config, idx = str(CONFIGS / "catch_lopt.json"), 1   # index 1 needs logs/catch_meta/1/param.pt
+    if case == "index":
+        idx = 0
+    elif case == "optimizer":
+        config = write_config(tmp_path / "bad.json", "catch_a2c.json",
+                              lambda c: c["agent_optimizer"][0].update(name=["AdamW"]))
+    elif case == "agent":
+        config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c["agent"][0].update(name=["DQN"]))
+    elif case == "file":
+        config = str(tmp_path / "missing.json")
+    done = run(config, idx, tmp_path / "logs")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "logs").exists()          # a failed start leaves nothing behind
+    expected = {"index": "index", "param_load_path": "param_load_path", "optimizer": "AdamW",
+                "agent": "DQN", "file": "not found"}[case]
+    assert expected in done.stderr
+
+
+def test_collect_then_identity(tmp_path):
+    config = write_config(tmp_path / "tiny_collect.json", "catch_collect.json",
+                          lambda c: c["env"][0].update(num_envs=[16], train_steps=[32000]))
+    assert run(config, 1, tmp_path / "logs").returncode == 0
+    folder = tmp_path / "logs" / "tiny_collect" / "1"
+    data = np.load(folder / "data.npz")
+    assert data["grad"].shape == data["update"].shape == (100, 141)   # 100 updates, every 100th of 14 084
+    assert (folder / "grad_hist.png").exists()
+    identity = write_config(tmp_path / "tiny_identity.json", "bdl_identity.json", lambda c: c.update(
+        datapath=["logs/tiny_collect/1/data.npz"], epoch=[2], name=[["catch"]]))
+    done = run(identity, 1, tmp_path / "logs")
+    assert done.returncode == 0, done.stderr
+    table = rows(tmp_path / "logs" / "tiny_identity" / "1" / "identity.csv")
+    assert {r["model"] for r in table} == {"RobustRNN"} and len(table) >= 2
+
+
+@pytest.mark.slow
+def test_meta_trained_optimizer_beats_the_untrained_one_on_catch(tmp_path):
+    """A short catch_meta (16 agents, 30 meta-iterations) and then fresh agents at lr 1e-4: the
+    learned φ trains them to a high return, the untrained φ (sign-SGD at 1e-4) does not."""
+    meta = write_config(tmp_path / "catch_meta.json", "catch_meta.json", lambda c: (
+        c["env"][0].update(num_envs=[16], train_steps=[48000]), c["agent"][0].update(reset_interval=[16])))
+    assert run(meta, 1, tmp_path / "logs").returncode == 0
+    assert (tmp_path / "logs" / "catch_meta" / "1" / "param.pt").exists()
+    lopt = write_config(tmp_path / "catch_lopt.json", "catch_lopt.json",
+                        lambda c: c["env"][0].update(train_steps=[2e5]))
+    finals = {}
+    for idx in (1, 2):  # 1: the meta-trained φ, 2: the untrained φ, both at lr 1e-4
+        assert run(lopt, idx, tmp_path / "logs").returncode == 0
+        returns = [float(r["Return"]) for r in rows(tmp_path / "logs" / "catch_lopt" / str(idx) / "result_catch.csv")]
+        finals[idx] = final_return(returns)
+    assert finals[1] > 0.8 and finals[2] < 0.0, finals
