@@ -21,16 +21,17 @@ for paper in "${papers[@]}"; do
   esac
 done
 
-# Smoke runs: "paper|name|extra args|then". A paper may have several (pb2_procgen: the toy and
-# a tiny Procgen run); each paper's --smoke preset is a small budget of the real method.
-# "then" is an optional second script run after train.py succeeds ({out}: the run folder).
+# Smoke runs: "paper|name|extra args|then|check". A paper may have several (pb2_procgen: the toy
+# and a tiny Procgen run); each paper's --smoke preset is a small budget of the real method.
+# "then" is an optional second script run after train.py succeeds ({out}: the run folder);
+# "check" is the run folder whose summary goes in the table (default {out}).
 SMOKE_RUNS=(
   "searl|searl|"
   "pb2_procgen|pb2_procgen-toy|--env toy"
   "pb2_procgen|pb2_procgen-bigfish|--env bigfish"
   "synthetic_envs|synthetic_envs-cliff-rn|--kind rn --env cliff --mode 2 --iterations 60 --workers 2 --backend process|synthetic_envs/evaluate.py {out} --workers 2 --backend process"
   "steve|steve-pendulum|experiments/goodruns/pendulum/steve0.json|steve/toy_demo.py --trials 3 --out-dir {out}/toy"
-  "optim4rl|optim4rl|"
+  "optim4rl|optim4rl-catch|--config_file catch_meta --config_idx 1|optim4rl/train.py --smoke --config_file catch_lopt --config_idx 1 --param-load-path {out}/param.pt --out-dir {out}/lopt|{out}/lopt"
 )
 
 root="runs/smoke/$(date +%Y%m%d-%H%M%S)"
@@ -39,7 +40,7 @@ rows=()
 failed=0
 built=0
 for entry in "${SMOKE_RUNS[@]}"; do
-  IFS='|' read -r paper name extra then <<<"$entry"
+  IFS='|' read -r paper name extra then check <<<"$entry"
   case " ${papers[*]} " in *" $paper "*) ;; *) continue ;; esac
   if [ ! -f "$paper/train.py" ]; then
     rows+=("$name|-|-|-|-|not built yet")
@@ -60,7 +61,8 @@ for entry in "${SMOKE_RUNS[@]}"; do
     status=$?
   fi
   wall="$(( $(date +%s) - start ))s"
-  if [ $status -eq 0 ] && info=$("$PYTHON" -m common.runs check "$out" 2>>"$log"); then
+  check="${check//\{out\}/$out}"
+  if [ $status -eq 0 ] && info=$("$PYTHON" -m common.runs check "${check:-$out}" 2>>"$log"); then
     IFS=$'\t' read -r env steps final _ <<<"$info"
     rows+=("$name|$env|$steps|$final|$wall|ok")
   else

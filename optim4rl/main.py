@@ -30,6 +30,7 @@ from optim4rl.meta import A2CHyper, MetaA2C, Task
 from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params
 from optim4rl.sweeper import Sweeper, find_config
 
+SMOKE_STEPS, SMOKE_ENVS = 2e5, 64
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
 ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 
@@ -44,7 +45,14 @@ def parse_args(argv):
     parser.add_argument("--logs-root", default="logs", help="root of the log folders (default: logs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="rerun an index whose log folder already holds a finished run")
-    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+    parser.add_argument("--out-dir", default=None,
+                        help="write this run into OUT_DIR instead of <logs-root>/<config name>/<config_idx>")
+    parser.add_argument("--param-load-path", default=None,
+                        help="override agent_optimizer.kwargs.param_load_path (a meta-trained param.pt)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
+                             f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
+    parser.add_argument("--device", default="cpu", help="cpu (default; only cpu is supported)")
     return parser.parse_args(argv)
 
 
@@ -83,22 +91,22 @@ def a2c_hyper(cfg: dict) -> A2CHyper:
                     entropy_weight=agent.get("entropy_weight", 0.01))
 
 
-def resolve_load_path(path: str, log_dir: Path) -> str:
-    """A `logs/...` param_load_path follows --logs-root (the run's folder is <root>/<name>/<idx>)."""
+def resolve_load_path(path: str, logs_root: Path) -> str:
+    """A `logs/...` param_load_path or datapath follows --logs-root."""
     if not path or Path(path).is_file() or not path.startswith("logs/"):
         return path
-    return str(log_dir.parent.parent / path[len("logs/"):])
+    return str(Path(logs_root) / path[len("logs/"):])
 
 
-def make_agent_optimizer(cfg: dict, log_dir: Path, learning_rate=None, device="cpu"):
+def make_agent_optimizer(cfg: dict, learning_rate=None, device="cpu"):
     name, kwargs = optimizer_spec(cfg, "agent_optimizer")
     lr = kwargs.pop("learning_rate", 1e-3) if learning_rate is None else learning_rate
     kwargs.pop("learning_rate", None)
     if name in ("Adam", "RMSProp", "SGD"):
         kwargs.pop("param_load_path", None)
-    path = kwargs["param_load_path"] = resolve_load_path(kwargs.get("param_load_path", ""), log_dir)
+    path = kwargs.get("param_load_path", "")
     if not path:
-        kwargs.pop("param_load_path")
+        kwargs.pop("param_load_path", None)
     if path and not Path(path).is_file():
         raise UsageError(f"param_load_path {path} does not exist (run the meta-training config first)")
     return make_optimizer(name, lr, seed=cfg["seed"], device=device, **kwargs)
@@ -113,7 +121,7 @@ def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dic
         env = make_env(name, int(cfg["env"]["num_envs"]), cfg["seed"] + i,
                        reward_scaling=per_task(cfg["env"].get("reward_scaling", 1.0), len(env_names(cfg)),
                                                "reward_scaling")[i])
-        optimizer = make_agent_optimizer(cfg, log_dir)
+        optimizer = make_agent_optimizer(cfg)
         logger.info(f"<{cfg['config_idx']}> env {name}: A2C with {opt_name}, {cfg['env']['train_steps']:.0f} steps")
         every = int(cfg["agent"].get("data_reduce", 100)) if collect else 0
 
@@ -142,7 +150,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     if opt_name not in ("Optim4RL", "L2LGD2", "LinearOptim"):
         raise UsageError(f"MetaA2C meta-learns a learned optimizer (Optim4RL, L2LGD2, LinearOptim), not {opt_name}")
     lrs = per_task(opt_kwargs.get("learning_rate", 1e-3), len(names), "agent_optimizer learning_rate")
-    lopt = make_agent_optimizer(cfg, log_dir, learning_rate=1.0)     # the task's lr scales the update
+    lopt = make_agent_optimizer(cfg, learning_rate=1.0)     # the task's lr scales the update
     meta_name, meta_kwargs = optimizer_spec(cfg, "meta_optimizer")
     if meta_name != "Adam":
         raise UsageError(f"meta_optimizer must be Adam (the reference's), not {meta_name}")
@@ -182,11 +190,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
 
 def run_identity(cfg: dict, log_dir: Path, logger) -> list[dict]:
     from optim4rl.identity import run_identity as identity
-    data_path = resolve_load_path(cfg.get("datapath", ""), log_dir)
-    if not data_path or not Path(data_path).is_file():
-        raise UsageError(f"RNNIdentity needs 'datapath', the data.npz of a collect run; "
-                         f"{data_path!r} does not exist (run the *_collect.json config first)")
-    out = identity(cfg, data_path, log_dir, cfg["seed"])
+    out = identity(cfg, cfg["datapath"], log_dir, cfg["seed"])
     logger.info(f"identity: {out['summary']}")
     return []
 
@@ -206,18 +210,38 @@ def check_config(cfg: dict) -> None:
             raise UsageError(f"unknown optimizer {opt_name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 
-def preflight(cfg: dict, log_dir: Path) -> None:
+def apply_flags(cfg: dict, args) -> dict:
+    """--param-load-path, --smoke, and `logs/...` paths resolved against --logs-root."""
+    name = cfg.get("agent", {}).get("name")
+    section = next((cfg[k] for k in ("agent_optimizer", "agent_optim") if k in cfg), None)
+    if section is not None:
+        kwargs = section.setdefault("kwargs", {})
+        if args.param_load_path is not None:
+            kwargs["param_load_path"] = args.param_load_path
+        if kwargs.get("param_load_path"):
+            kwargs["param_load_path"] = resolve_load_path(kwargs["param_load_path"], args.logs_root)
+    if cfg.get("datapath"):
+        cfg["datapath"] = resolve_load_path(cfg["datapath"], args.logs_root)
+    if args.smoke and "env" in cfg and name != "PPO":
+        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), SMOKE_STEPS)
+        cfg["env"]["num_envs"] = min(int(cfg["env"]["num_envs"]), SMOKE_ENVS)
+    elif args.smoke and name == "PPO":
+        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), 2e4)
+    return cfg
+
+
+def preflight(cfg: dict) -> None:
     """Every user mistake we can see before the run starts (so a failed start leaves no folder):
     unknown agent / optimizer / option / env, a missing param_load_path or datapath."""
     check_config(cfg)
     name = cfg["agent"]["name"]
     if name == "RNNIdentity":
-        path = resolve_load_path(cfg.get("datapath", ""), log_dir)
+        path = cfg.get("datapath", "")
         if not path or not Path(path).is_file():
             raise UsageError(f"RNNIdentity needs 'datapath', the data.npz of a collect run; {path!r} does "
                              f"not exist (run the *_collect.json config first)")
         return
-    make_agent_optimizer(cfg, log_dir, learning_rate=1.0 if name == "MetaA2C" else None)
+    make_agent_optimizer(cfg, learning_rate=1.0 if name == "MetaA2C" else None)
     if name != "PPO":
         for env_name in env_names(cfg):
             make_env(env_name, 1, 0)
@@ -225,12 +249,19 @@ def preflight(cfg: dict, log_dir: Path) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    resolve_device(args.device)
+    if resolve_device(args.device).type != "cpu":
+        raise UsageError(f"--device {args.device}: optim4rl runs on the CPU only (its populations are small)")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sweeper = Sweeper(find_config(args.config_file))
-    cfg = sweeper.generate_config_for_idx(args.config_idx)
-    preflight(cfg, Path(args.logs_root) / sweeper.config_name / str(args.config_idx))
-    log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, args.config_idx, overwrite=args.overwrite)
+    cfg = apply_flags(sweeper.generate_config_for_idx(args.config_idx), args)
+    preflight(cfg)
+    if args.out_dir:
+        log_dir = Path(args.out_dir)
+        if not args.overwrite and logs.is_finished_log(log_dir / logs.LOG_FILE):
+            raise UsageError(f"{log_dir} already holds a finished run; pass --overwrite or another --out-dir")
+        log_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, args.config_idx, overwrite=args.overwrite)
     logs.write_config(log_dir, cfg)
     start = time.time()
     with logs.Logger(log_dir) as logger:
@@ -247,10 +278,11 @@ def main(argv=None) -> None:
 
 def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:
     from optim4rl.plots import plot_returns
-    table = [{"env_steps": r["Step"], "return": r["Return"], "env": r["Env"], "agent": r["Agent"]}
-             for r in rows if r["Return"] == r["Return"]]
+    table = [{"env_steps": r["Step"], "test_steps": r.get("test_steps", 0), "return": r["Return"], "env": r["Env"],
+              "agent": r["Agent"]} for r in rows if r["Return"] == r["Return"]]
     if table:
-        logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1)})
+        envs = ",".join(dict.fromkeys(r["env"] for r in table))
+        logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1), "env": envs})
         plot_returns(log_dir)
 
 

@@ -457,8 +457,9 @@ def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
 
     def record(info: dict) -> None:
         ret = evaluate(eval_env, params, norm, s.eval_episodes, test_counter)
-        rows.append({"Env": s.env_id, "Agent": "PPO", "Step": counter.count, "Return": ret})
-        logs.write_results_csv(result_path, rows)
+        rows.append({"Env": s.env_id, "Agent": "PPO", "Step": counter.count, "Return": ret,
+                     "test_steps": test_counter.count})
+        logs.write_results_csv(result_path, [{k: r[k] for k in logs.RESULT_COLUMNS} for r in rows])
         speed = counter.count / max(time.time() - start, 1e-9)
         extra = "".join(f" {k}={v:.4g}" for k, v in info.items())
         logger.info(f"<{cfg.get('config_idx', 1)}> Step {counter.count}/{iterations * s.steps_per_iteration}: "

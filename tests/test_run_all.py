@@ -26,7 +26,7 @@ def test_run_all_runs_built_papers_reports_failures_and_exits_nonzero(tmp_path):
     assert rows["searl"].split()[1] == "CartPole-v1" and int(rows["searl"].split()[2]) > 0
     assert rows["searl"].endswith("ok")
     assert "FAILED (exit 3" in rows["steve-pendulum"]
-    assert rows["optim4rl"].endswith("not built yet")
+    assert rows["optim4rl-catch"].endswith("not built yet")
     assert "2 smoke runs of 6 ran, 1 failed" in result.stdout
     assert rows["pb2_procgen-toy"].endswith("not built yet")
     smoke_runs = list((tmp_path / "runs" / "smoke").iterdir())
