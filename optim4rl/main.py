@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from common.cli import ArgumentParser, UsageError, run_main
+from common.config import parse_overrides
 from common.device import resolve_device
 from optim4rl import logs
 from optim4rl.envs import make_env
@@ -38,7 +39,7 @@ ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 def parse_args(argv):
     parser = ArgumentParser(prog="optim4rl/main.py", description=__doc__,
                             formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", required=True,
+    parser.add_argument("--config_file", "--config", dest="config_file", required=True,
                         help="a JSON config (a path, or a name in optim4rl/configs/)")
     parser.add_argument("--config_idx", type=int, default=1,
                         help="configuration index, 1-based; i + k*N is run k of combination i")
@@ -49,6 +50,12 @@ def parse_args(argv):
                         help="write this run into OUT_DIR instead of <logs-root>/<config name>/<config_idx>")
     parser.add_argument("--param-load-path", default=None,
                         help="override agent_optimizer.kwargs.param_load_path (a meta-trained param.pt)")
+    parser.add_argument("--seed", type=int, default=None, help="override the decoded config's seed")
+    parser.add_argument("--env", default=None,
+                        help="override env.name (a comma-separated list of tasks for MetaA2C)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a decoded config key, e.g. --set env.train_steps=1e5 "
+                             "(repeatable; VALUE parsed as YAML; the key must exist)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
                              f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
@@ -170,8 +177,8 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     for t in range(1, iterations + 1):
         info = meta.step()
         if t % display == 0 or t == iterations:
-            for task in tasks:
-                ret = float(np.mean(task.returns)) if task.returns else float("nan")
+            for task, scale in zip(tasks, scaling):  # returns in the env's own reward units
+                ret = float(np.mean(task.returns)) / scale if task.returns else float("nan")
                 rows.append({"Env": task.env_name, "Agent": "MetaA2C", "Step": t * macro_step, "Return": ret,
                              "meta_loss": info["meta_loss"]})
                 task.returns.clear()
@@ -210,8 +217,26 @@ def check_config(cfg: dict) -> None:
             raise UsageError(f"unknown optimizer {opt_name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 
+def set_keys(cfg: dict, overrides: dict, prefix: str = "") -> None:
+    """--set: replace existing keys of the decoded config (an unknown key is a usage error)."""
+    for key, value in overrides.items():
+        if key not in cfg:
+            raise UsageError(f"--set {prefix}{key}: no such key in the config (it has: {', '.join(cfg)})")
+        if isinstance(value, dict) and isinstance(cfg[key], dict):
+            set_keys(cfg[key], value, f"{prefix}{key}.")
+        else:
+            cfg[key] = value
+
+
 def apply_flags(cfg: dict, args) -> dict:
-    """--param-load-path, --smoke, and `logs/...` paths resolved against --logs-root."""
+    """--seed, --env, --set, --param-load-path, --smoke, and `logs/...` paths resolved against
+    --logs-root."""
+    if args.seed is not None:
+        cfg["seed"] = args.seed
+    if args.env is not None and "env" in cfg:
+        names = args.env.split(",")
+        cfg["env"]["name"] = names if len(names) > 1 or isinstance(cfg["env"]["name"], list) else names[0]
+    set_keys(cfg, parse_overrides(args.overrides))
     name = cfg.get("agent", {}).get("name")
     section = next((cfg[k] for k in ("agent_optimizer", "agent_optim") if k in cfg), None)
     if section is not None:

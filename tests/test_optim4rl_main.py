@@ -114,3 +114,18 @@ def test_meta_trained_optimizer_beats_the_untrained_one_on_catch(tmp_path):
         returns = [float(r["Return"]) for r in rows(tmp_path / "logs" / "catch_lopt" / str(idx) / "result_catch.csv")]
         finals[idx] = final_return(returns)
     assert finals[1] > 0.8 and finals[2] < 0.0, finals
+
+
+def test_common_flags_override_the_decoded_config(tmp_path):
+    out = tmp_path / "run"
+    done = run_train("optim4rl", "--config", "catch_a2c", "--config_idx", "1", "--out-dir", str(out), "--seed", "7",
+                     "--env", "small_dense_short", "--set", "env.train_steps=12800", "--set", "env.num_envs=8")
+    assert done.returncode == 0, done.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["seed"] == 7 and cfg["env"]["name"] == ["small_dense_short"] and cfg["env"]["train_steps"] == 12800
+    assert (out / "result_small_dense_short.csv").exists()
+    for bad in (["--set", "env.nope=1"], ["--param-load-path", str(tmp_path / "missing.pt"), "--config_idx", "1"]):
+        config = "catch_lopt" if "--param-load-path" in bad else "catch_a2c"
+        failed = run_train("optim4rl", "--config", config, "--out-dir", str(tmp_path / "bad"), *bad)
+        assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert not (tmp_path / "bad").exists()
