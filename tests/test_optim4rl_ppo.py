@@ -171,7 +171,8 @@ def test_successor_values_use_final_observation_after_truncation():
 
 def check_rows(rows, env_id, steps_per_iteration=40, train_steps=120):
     assert [r["Step"] for r in rows] == list(range(0, train_steps + 1, steps_per_iteration))
-    assert all(set(r) == {"Env", "Agent", "Step", "Return"} for r in rows)
+    assert all(set(r) == {"Env", "Agent", "Step", "Return", "test_steps"} for r in rows)
+    assert [r["test_steps"] for r in rows] == sorted(r["test_steps"] for r in rows) and rows[-1]["test_steps"] > 0
     assert all(r["Env"] == env_id and r["Agent"] == "PPO" and np.isfinite(r["Return"]) for r in rows)
 
 
@@ -257,6 +258,6 @@ def test_configs_decode(name, count, first):
     assert all(sweeper.generate_config_for_idx(i)["agent_optimizer"]["kwargs"]["learning_rate"] == 3e-4
                for i in range(1, count + 1))
     if first == "Optim4RL":
-        assert cfg["agent_optimizer"]["kwargs"]["param_load_path"] == "logs/grid_meta/1/param.pt"
+        assert cfg["agent_optimizer"]["kwargs"]["param_load_path"] == "logs/grid_small_meta/1/param.pt"
     raw = json.loads((CONFIGS / f"{name}.json").read_text())
     assert all(isinstance(v, list) for v in raw.values())         # seed format: every value a list
