@@ -153,14 +153,10 @@ def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dic
 def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     agent, names = cfg["agent"], env_names(cfg)
     hyper, inner = a2c_hyper(cfg), int(agent.get("inner_updates", 4))
-    opt_name, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
-    if opt_name not in ("Optim4RL", "L2LGD2", "LinearOptim"):
-        raise UsageError(f"MetaA2C meta-learns a learned optimizer (Optim4RL, L2LGD2, LinearOptim), not {opt_name}")
+    _, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
     lrs = per_task(opt_kwargs.get("learning_rate", 1e-3), len(names), "agent_optimizer learning_rate")
     lopt = make_agent_optimizer(cfg, learning_rate=1.0)     # the task's lr scales the update
-    meta_name, meta_kwargs = optimizer_spec(cfg, "meta_optimizer")
-    if meta_name != "Adam":
-        raise UsageError(f"meta_optimizer must be Adam (the reference's), not {meta_name}")
+    _, meta_kwargs = optimizer_spec(cfg, "meta_optimizer")
     num_envs = int(cfg["env"]["num_envs"])
     scaling = per_task(cfg["env"].get("reward_scaling", 1.0), len(names), "reward_scaling")
     intervals = per_task(agent.get("reset_interval", 64), len(names), "reset_interval")
@@ -180,7 +176,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
             for task, scale in zip(tasks, scaling):  # returns in the env's own reward units
                 ret = float(np.mean(task.returns)) / scale if task.returns else float("nan")
                 rows.append({"Env": task.env_name, "Agent": "MetaA2C", "Step": t * macro_step, "Return": ret,
-                             "meta_loss": info["meta_loss"]})
+                             "env_steps": t * macro_step * len(tasks), "meta_loss": info["meta_loss"]})
                 task.returns.clear()
             speed = t * macro_step * len(tasks) / (time.time() - start)
             logger.info(f"<{cfg['config_idx']}> Step {t * macro_step}/{iterations * macro_step} Iteration "
@@ -255,6 +251,19 @@ def apply_flags(cfg: dict, args) -> dict:
     return cfg
 
 
+def check_meta_config(cfg: dict) -> None:
+    opt_name, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
+    if opt_name not in ("Optim4RL", "L2LGD2", "LinearOptim"):
+        raise UsageError(f"MetaA2C meta-learns a learned optimizer (Optim4RL, L2LGD2, LinearOptim), not {opt_name}")
+    meta_name, _ = optimizer_spec(cfg, "meta_optimizer")
+    if meta_name != "Adam":
+        raise UsageError(f"meta_optimizer must be Adam (the reference's), not {meta_name}")
+    count = len(env_names(cfg))
+    per_task(opt_kwargs.get("learning_rate", 1e-3), count, "agent_optimizer learning_rate")
+    per_task(cfg["env"].get("reward_scaling", 1.0), count, "reward_scaling")
+    per_task(cfg["agent"].get("reset_interval", 64), count, "reset_interval")
+
+
 def preflight(cfg: dict) -> None:
     """Every user mistake we can see before the run starts (so a failed start leaves no folder):
     unknown agent / optimizer / option / env, a missing param_load_path or datapath."""
@@ -266,6 +275,8 @@ def preflight(cfg: dict) -> None:
             raise UsageError(f"RNNIdentity needs 'datapath', the data.npz of a collect run; {path!r} does "
                              f"not exist (run the *_collect.json config first)")
         return
+    if name == "MetaA2C":
+        check_meta_config(cfg)
     make_agent_optimizer(cfg, learning_rate=1.0 if name == "MetaA2C" else None)
     if name != "PPO":
         for env_name in env_names(cfg):
@@ -276,7 +287,6 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if resolve_device(args.device).type != "cpu":
         raise UsageError(f"--device {args.device}: optim4rl runs on the CPU only (its populations are small)")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sweeper = Sweeper(find_config(args.config_file))
     cfg = apply_flags(sweeper.generate_config_for_idx(args.config_idx), args)
     preflight(cfg)
@@ -303,7 +313,7 @@ def main(argv=None) -> None:
 
 def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:
     from optim4rl.plots import plot_returns
-    table = [{"env_steps": r["Step"], "test_steps": r.get("test_steps", 0), "return": r["Return"], "env": r["Env"],
+    table = [{"env_steps": r.get("env_steps", r["Step"]), "test_steps": r.get("test_steps", 0), "return": r["Return"], "env": r["Env"],
               "agent": r["Agent"]} for r in rows if r["Return"] == r["Return"]]
     if table:
         envs = ",".join(dict.fromkeys(r["env"] for r in table))
