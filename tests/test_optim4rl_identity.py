@@ -12,12 +12,7 @@ from optim4rl.identity import (load_collected, make_model, make_sequences, ident
                                run_identity, train_identity)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rl_like_gradients(seed, steps, coords, zero_fraction=0.45):

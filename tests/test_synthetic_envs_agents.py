@@ -15,13 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date")
 ENV_IDS = {"cartpole": "CartPole-v0", "cmc": "MountainCarContinuous-v0"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is fastest (and the machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_hp(agent: str, env: str, **overrides) -> dict:
