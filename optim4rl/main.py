@@ -15,6 +15,7 @@ param_load_path), CollectA2C, MetaA2C, RNNIdentity, PPO (MuJoCo, any optimizer).
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 
 def parse_args(argv):
     parser = ArgumentParser(prog="optim4rl/main.py", description=__doc__,
-                            formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config_file", "--config", dest="config_file", required=True,
                         help="a JSON config (a path, or a name in optim4rl/configs/)")
     parser.add_argument("--config_idx", type=int, default=1,
@@ -148,6 +149,15 @@ def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dic
             plot_gradient_histograms(grad, log_dir)
             logger.info(f"collected {grad.shape[0]} steps x {grad.shape[1]} coordinates -> data.npz")
     return rows
+
+
+def run_collect(cfg: dict, log_dir: Path, logger) -> list[dict]:
+    return run_a2c(cfg, log_dir, logger, collect=True)
+
+
+def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
+    from optim4rl.ppo import run_ppo as ppo   # gymnasium MuJoCo is imported only for PPO runs
+    return ppo(cfg, log_dir, logger)
 
 
 def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
@@ -278,7 +288,10 @@ def preflight(cfg: dict) -> None:
     if name == "MetaA2C":
         check_meta_config(cfg)
     make_agent_optimizer(cfg, learning_rate=1.0 if name == "MetaA2C" else None)
-    if name != "PPO":
+    if name == "PPO":
+        from optim4rl.ppo import ppo_settings
+        ppo_settings(cfg)                      # env id and PPO keys
+    else:
         for env_name in env_names(cfg):
             make_env(env_name, 1, 0)
 
@@ -302,9 +315,8 @@ def main(argv=None) -> None:
     with logs.Logger(log_dir) as logger:
         logger.info(f"<{args.config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
         torch.manual_seed(cfg["seed"])
-        runner = {"A2C": run_a2c, "CollectA2C": lambda c, d, lg: run_a2c(c, d, lg, collect=True),
-                  "MetaA2C": run_meta_a2c, "RNNIdentity": run_identity,
-                  "PPO": lambda c, d, lg: __import__("optim4rl.ppo", fromlist=["run_ppo"]).run_ppo(c, d, lg)}
+        runner = {"A2C": run_a2c, "CollectA2C": run_collect, "MetaA2C": run_meta_a2c,
+                  "RNNIdentity": run_identity, "PPO": run_ppo}
         rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
         if rows and "Step" in rows[0]:
             write_outputs(log_dir, rows, start)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from optim4rl.agents import Params, a2c_loss, collect_rollout, episode_returns, init_actor_critic
+from optim4rl.optimizers import detach_state
 
 
 @dataclass
@@ -29,17 +30,6 @@ class A2CHyper:
     rollout_steps: int = 20
     critic_loss_weight: float = 0.5
     entropy_weight: float = 0.01
-
-
-def detach_tree(tree):
-    """Cut the autograd history of every tensor in a (nested) dict / list / tuple (step 6)."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach()
-    if isinstance(tree, dict):
-        return {k: detach_tree(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(detach_tree(v) for v in tree)
-    return tree
 
 
 def select_agents(mask: torch.Tensor, new, old):
@@ -122,7 +112,7 @@ def meta_loss(task: Task, inner_updates: int, hyper: A2CHyper) -> torch.Tensor:
     task.returns.extend(finished)
     loss = a2c_loss(params, rollout, hyper.discount, hyper.gae_lambda, hyper.critic_loss_weight,
                     hyper.entropy_weight).mean()
-    task.params, task.state = detach_tree(params), detach_tree(state)   # step 6: truncation
+    task.params, task.state = detach_state(params), detach_state(state)   # step 6: truncation
     return loss
 
 
