@@ -64,9 +64,7 @@ class RunDir:
         A resumed run keeps the config.json of its first start."""
         if self.resume and (self.path / "config.json").exists():
             return
-        meta = {"versions": versions(), "command": " ".join(sys.argv),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        write_json_atomic(self.path / "config.json", {**config, RUN_META_KEY: meta})
+        write_run_config(self.path, config)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """summary.json with the collection's keys (SUMMARY_KEYS) plus paper-specific ones."""
@@ -183,6 +181,15 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> Any:
     """Load a checkpoint this collection wrote. weights_only=False because checkpoints also hold
     numpy arrays and RNG states; load only files you trust (your own runs)."""
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def write_run_config(folder: str | Path, config: Mapping[str, Any]) -> Path:
+    """<folder>/config.json (atomic): the resolved config plus `_run` (versions, command, start)."""
+    meta = {"versions": versions(), "command": " ".join(sys.argv),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = Path(folder) / "config.json"
+    write_json_atomic(path, {**config, RUN_META_KEY: meta})
+    return path
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from common.cli import UsageError
-from common.config import RUN_META_KEY
-from common.runs import SUMMARY_KEYS, versions, write_json_atomic
+from common.runs import SUMMARY_KEYS, write_json_atomic, write_run_config
 
 LOG_FILE = "log.txt"
 RESULT_COLUMNS = ("Env", "Agent", "Step", "Return")
@@ -150,11 +149,7 @@ def finish(logger: Logger, start_time: float) -> tuple[float, float]:
 # -- files of a run -----------------------------------------------------------------------------
 def write_config(log_dir: str | Path, config: Mapping[str, Any]) -> Path:
     """config.json (atomic): the decoded config plus `_run` (versions, command, start time)."""
-    meta = {"versions": versions(), "command": " ".join(sys.argv),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = Path(log_dir) / "config.json"
-    write_json_atomic(path, {**config, RUN_META_KEY: meta})
-    return path
+    return write_run_config(log_dir, config)
 
 
 def result_file(log_dir: str | Path, env: str) -> Path:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from common.cli import UsageError
+from common.runs import save_checkpoint
 
 Params = Dict[str, Tensor]
 State = Dict[str, Any]   # str -> Tensor [A, ...] or a nested dict of such tensors
@@ -558,19 +558,8 @@ def make_optimizer(name: str, learning_rate: float, *, seed: Optional[int] = Non
 
 
 def save_meta_params(optimizer: LearnedOptimizer, path: str) -> None:
-    """Write phi (the module's state_dict) to `path` atomically: a temp file, then os.replace."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_meta_", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save({k: v.detach().cpu() for k, v in optimizer.state_dict().items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write phi (the module's state_dict) to `path` atomically (common.runs.save_checkpoint)."""
+    save_checkpoint({k: v.detach().cpu() for k, v in optimizer.state_dict().items()}, path)
 
 
 def load_meta_params(optimizer: LearnedOptimizer, path: str) -> LearnedOptimizer:
