@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from common.cli import UsageError
-from common.nets import activation, mlp
+from common.nets import LeanAdam, activation, mlp
 
 
 def test_mlp_layer_order_and_shapes():
@@ -28,3 +28,21 @@ def test_each_activation_gets_a_fresh_module():
 def test_unknown_activation_is_a_usage_error():
     with pytest.raises(UsageError, match="allowed: relu"):
         mlp(2, 2, act="swishy")
+
+
+def test_lean_adam_matches_torch_fused_adam():
+    torch.manual_seed(0)
+    nets = [mlp(5, 2, hidden=(8,)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    start = nets[0][0].weight.detach().clone()
+    optimizers = [LeanAdam(nets[0].parameters(), lr=1e-2),
+                  torch.optim.Adam(nets[1].parameters(), lr=1e-2, fused=True)]
+    for _ in range(20):
+        x = torch.randn(16, 5)
+        for net, optimizer in zip(nets, optimizers):
+            optimizer.zero_grad()
+            net(x).pow(2).mean().backward()
+            optimizer.step()
+    for a, b in zip(*(net.parameters() for net in nets)):
+        assert torch.equal(a, b)
+    assert not torch.equal(nets[0][0].weight, start)  # it did train

@@ -227,6 +227,22 @@ def test_td3_target_is_min_of_twin_target_critics_and_ignores_truncation(termina
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("reset_each_learn", [True, False])
+def test_td3_actor_moves_every_policy_delay_critic_updates(reset_each_learn):
+    """The delay counts updates since the targets were made, also across one-update calls (the
+    single-agent baseline learns one step per env step)."""
+    individual = td3_individual(reset_each_learn=reset_each_learn)
+    buffer = pendulum_buffer()
+    rng = np.random.default_rng(0)
+    moved = []
+    for _ in range(6):
+        before = [p.clone() for p in individual.actor.parameters()]
+        individual.learn(buffer, 1, rng)
+        moved.append(any(not torch.equal(a, b) for a, b in zip(before, individual.actor.parameters())))
+    # a fresh start per call (SEARL's population) makes every call's only update an actor update
+    assert moved == ([True] * 6 if reset_each_learn else [True, False] * 3)
+
+
 def test_training_in_worker_processes_matches_serial():
     buffer = pendulum_buffer()
     population = [td3_individual(i, seed=i) for i in range(2)]
