@@ -1,0 +1,61 @@
+"""The side-by-side bench scripts. Their `--quick` runs need the peers of requirements-bench.txt
+(Stable-Baselines3, AgileRL, Ray Tune), which CI does not install: those tests run only where the
+peers are installed (`pytest tests/test_bench.py` in the bench virtualenv, ~12 min on 2 cores)
+and are skipped otherwise. Without the peers, each script must say so in one line (exit 2)."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# script -> (the peers it imports, what its JSON must hold)
+SCRIPTS = {
+    "td3_throughput": (("stable_baselines3",), ("ratio", "ratio_cpu", "target_met", "results")),
+    "searl_vs_agilerl": (("agilerl", "peft", "transformers"), ("target_met",)),
+    "pb2_vs_ray": (("ray", "sklearn", "pandas"), ("target_met",)),
+    "steve_vs_sb3": (("stable_baselines3",), ("target_met",)),
+}
+
+
+def installed(modules) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
+def run_script(name, *args, timeout=900):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_missing_peer_is_one_line_and_exit_2(name):
+    peers, _ = SCRIPTS[name]
+    if installed(peers):
+        pytest.skip("the peers are installed here")
+    proc = run_script(name, "--quick", timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "requirements-bench.txt" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_describes_the_comparison(name):
+    proc = run_script(name, "--help", timeout=120)
+    assert proc.returncode == 0 and "--quick" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_quick_comparison_runs_and_writes_its_results(name, tmp_path):
+    peers, keys = SCRIPTS[name]
+    if not installed(peers):
+        pytest.skip(f"{', '.join(peers)} not installed (pip install -r requirements-bench.txt)")
+    proc = run_script(name, "--quick", "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / f"{name}.json").read_text())
+    assert result["name"] == name and result["machine"]["cores"] >= 1
+    for key in keys:
+        assert key in result, f"{name}.json lacks {key!r}"
+    assert "|---|" in proc.stdout  # the printed table
