@@ -71,9 +71,14 @@ class LeanAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-                           amsgrad=False, lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
-                           weight_decay=0.0, eps=self.eps, maximize=False, grad_scale=None,
-                           found_inf=None)
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        def pick(tensors):  # like torch.optim: a parameter without a gradient is left alone
+            return tensors if len(live) == len(tensors) else [tensors[i] for i in live]
+        params, steps = pick(self.params), pick(self.steps)
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, [p.grad for p in params], pick(self.exp_avgs),
+                           pick(self.exp_avg_sqs), [], steps, amsgrad=False, lr=self.lr,
+                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0,
+                           eps=self.eps, maximize=False, grad_scale=None, found_inf=None)
