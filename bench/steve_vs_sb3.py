@@ -3,11 +3,12 @@ fixed frame budget: greedy (noise-free) return at the budget and frames to reach
 (the paper's claim is sample efficiency). Run by hand:
 
     python bench/steve_vs_sb3.py --quick   # 1 seed x 3,000 frames: checks the machinery (1-2.5 min)
-    python bench/steve_vs_sb3.py           # 3 seeds x 30,000 frames (~40-45 min on an idle 2-core CPU)
+    python bench/steve_vs_sb3.py           # 3 seeds x 30,000 frames (~73 min on 2 cores)
 
-Time: STEVE is compute-bound (~45-56 frames/s on one idle thread, bench/steve_update.py), so
-its 3 x 29,000 learning frames take ~26-32 min; DDPG (~230 frames/s) and TD3 (~180 frames/s)
-take ~2-3 min per run. With the 2 cores shared, STEVE drops to ~30 frames/s (about 65 min).
+Time: STEVE is compute-bound: its updates alone run at ~56 frames/s on one thread
+(bench/steve_update.py), ~24 frames/s end to end with evaluation and world-model pretraining,
+so each 30,000-frame STEVE run takes ~21 min (measured 1227-1283 s); DDPG and TD3 take
+~1.5-2 min per run. The measured full run took 4,360 s.
 
 Each (method, seed) runs in its own child process with one torch thread, one after the other,
 alternating methods within a seed (seed 0: STEVE, DDPG, TD3; seed 1: ...).
