@@ -159,8 +159,9 @@ def main(argv=None) -> None:
         return
     benchlib.require("stable_baselines3")
     preset = dict(QUICK if args.quick else FULL)
-    preset["steps"] = args.steps or preset["steps"]
-    preset["pairs"] = args.pairs or preset["pairs"]
+    for key in ("steps", "pairs"):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
     if preset["steps"] <= preset["random_steps"]:
         raise UsageError(f"--steps must exceed the {preset['random_steps']} random steps")
     if preset["pairs"] < 1:

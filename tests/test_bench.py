@@ -40,6 +40,16 @@ def test_missing_peer_is_one_line_and_exit_2(name):
     assert len(lines) == 1 and "requirements-bench.txt" in lines[0], proc.stderr
 
 
+@pytest.mark.parametrize("name, bad", [("td3_throughput", "--pairs=0"),
+                                       ("searl_vs_agilerl", "--seeds=0"),
+                                       ("pb2_vs_ray", "--seeds=0"), ("steve_vs_sb3", "--seeds=0")])
+def test_bad_input_is_one_line_and_exit_2_before_any_run(name, bad):
+    """With the peers installed this is the script's own check; without, the missing peer."""
+    proc = run_script(name, "--quick", bad, timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help_describes_the_comparison(name):
     proc = run_script(name, "--help", timeout=120)
