@@ -6,6 +6,7 @@ The peers (Stable-Baselines3, AgileRL, Ray Tune) live in their own virtualenv:
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib.util
 import json
@@ -102,8 +103,17 @@ def add_output_args(parser) -> None:
     """The flags every bench script has."""
     parser.add_argument("--quick", action="store_true",
                         help="a few minutes on 2 cores: checks the comparison runs end to end")
-    parser.add_argument("--results-dir", default=str(RESULTS_DIR),
+    parser.add_argument("--results-dir", default=str(RESULTS_DIR), type=_results_dir,
                         help="where <name>.json goes (default: bench/results)")
+
+
+def _results_dir(value: str) -> str:
+    """Refuse a path that cannot become the results folder now, not after an hour of runs."""
+    path = Path(value)
+    blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise argparse.ArgumentTypeError(f"{blocked} exists and is not a folder")
+    return value
 
 
 def write_result(name: str, payload: dict, results_dir: str | Path = RESULTS_DIR,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from benchlib import mean_se
 from pb2_procgen.search_space import toy_space
 from pb2_procgen.toy import ToyAgent
 from pb2_procgen.train import main as train_main
@@ -54,10 +55,9 @@ def main() -> None:
     print("| method | best final Q (mean ± s.e., %d seeds) | wall per run |" % args.seeds)
     print("|---|---|---|")
     for name, values in results.items():
-        values = np.array(values)
+        mean, se = mean_se(values)
         wall = f"{seconds[name]:.2f} s" if name in seconds else "-"
-        print(f"| {name} | {values.mean():.3f} ± {values.std(ddof=1) / np.sqrt(len(values)):.3f} "
-              f"| {wall} |")
+        print(f"| {name} | {mean:.3f} ± {se:.3f} | {wall} |")
     t, p = stats.ttest_rel(results["PB2"], results["PBT"])
     wins = int(np.sum(np.array(results["PB2"]) > np.array(results["PBT"])))
     print(f"\nPB2 vs PBT, paired t-test: t = {t:.2f}, p = {p:.2g}; PB2 better on {wins}/{args.seeds} seeds")

@@ -122,7 +122,7 @@ def run_ours(method: str, seed: int, frames: int, eval_every: int) -> dict:
         wall = time.time() - start
         summary = json.loads((out / "summary.json").read_text())
         greedy_csv = out / "log" / f"{Path(CONFIGS[method]).stem}.greedy.csv"
-        rows = list(csv.DictReader(open(greedy_csv)))
+        rows = list(csv.DictReader(greedy_csv.read_text().splitlines()))
     return {"frames": [int(r["frames"]) for r in rows], "scores": [float(r["score"]) for r in rows],
             "updates": summary["updates"], "model_use": summary["model_use"], "wall_seconds": wall}
 

@@ -55,8 +55,9 @@ def parse_args(argv):
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     benchlib.add_output_args(parser)
     parser.add_argument("--steps", type=int, help="env steps per run (quick 3000, full 20000)")
-    parser.add_argument("--pairs", type=int, help="alternating (ours, SB3) pairs per network")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", type=int,
+                        help="alternating (ours, SB3) pairs per network (quick 2, full 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     parser.add_argument("--worker", choices=["ours", "sb3"], help=argparse.SUPPRESS)
     parser.add_argument("--network", choices=list(NETWORKS), help=argparse.SUPPRESS)
     parser.add_argument("--random-steps", type=int, help=argparse.SUPPRESS)

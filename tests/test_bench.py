@@ -51,6 +51,15 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run(name, bad):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
+def test_a_results_dir_that_cannot_be_made_is_refused_before_any_run(name, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run_script(name, "--quick", "--results-dir", str(blocker / "results"), timeout=120)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_help_describes_the_comparison(name):
     proc = run_script(name, "--help", timeout=120)
     assert proc.returncode == 0 and "--quick" in proc.stdout
