@@ -2,13 +2,27 @@
 
 `terminated` (a true end of the MDP: bootstrap with 1 - terminated) and `truncated` (a time
 limit: keep bootstrapping) are stored apart, so a time-limit cut is never mistaken for a terminal.
+
+`SharedMemoryMixin` lets a buffer's arrays live in shared memory (/dev/shm), so that worker
+processes (`common.parallel.WorkerPool.map(..., shared=buffer)`) sample from the main process's
+memory instead of receiving a pickled copy of a buffer of hundreds of MB with every job.
 """
 from __future__ import annotations
 
+import math
+import mmap
+import os
+import shutil
+import weakref
+from multiprocessing.shared_memory import SharedMemory
 from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
+
+from common.cli import UsageError
+
+SHM_DIR = "/dev/shm"
 
 
 class Batch(NamedTuple):
@@ -20,7 +34,122 @@ class Batch(NamedTuple):
     truncated: torch.Tensor    # float32 0/1, shape [B]: informational, never used to cut bootstrap
 
 
-class ReplayBuffer:
+class _Segment(NamedTuple):
+    """What a pickled shared buffer carries instead of an array: where to find it."""
+    name: str
+    shape: tuple
+    dtype: str
+
+
+def _map_segment(name: str, shape: tuple, dtype, writable: bool) -> np.ndarray:
+    """An array over the shared memory segment `name`.
+
+    Mapped straight from /dev/shm instead of through a `SharedMemory` object: a worker then never
+    registers the segment with its resource tracker (which would unlink it when the worker
+    exits), and the mapping lives exactly as long as the array (`SharedMemory.close()` fails
+    while an array still points into it). Read-only mappings give read-only arrays.
+    """
+    with open(os.path.join(SHM_DIR, name), "r+b" if writable else "rb") as file:
+        mapping = mmap.mmap(file.fileno(), 0,
+                            access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+    return np.frombuffer(mapping, dtype, count=math.prod(shape)).reshape(shape)
+
+
+def _new_segment(array: np.ndarray) -> tuple[SharedMemory, np.ndarray]:
+    """A new segment holding a copy of `array`, and the writable array over it."""
+    segment = SharedMemory(create=True, size=max(array.nbytes, 1))  # also registers it for
+    segment.close()  # cleanup if this process dies; _map_segment maps it again, see there why
+    try:
+        with open(os.path.join(SHM_DIR, segment.name), "r+b") as file:
+            # reserve the pages now: a full /dev/shm fails here (ENOSPC), not with a SIGBUS
+            # (bus error) at some later write into the buffer
+            os.posix_fallocate(file.fileno(), 0, segment.size)
+    except OSError:
+        segment.unlink()
+        raise
+    view = _map_segment(segment.name, array.shape, array.dtype, writable=True)
+    view[...] = array
+    return segment, view
+
+
+def _unlink_all(shared: dict) -> None:
+    for segment, _ in shared.values():
+        segment.unlink()
+    shared.clear()
+
+
+class SharedMemoryMixin:
+    """Moves a buffer's large arrays (named in `_SHARED_ARRAYS`) into shared memory on request.
+
+    After `share_memory_()` the owner (the main process) keeps reading and writing the same
+    arrays, now backed by /dev/shm segments. Pickling a shared buffer sends only the segments'
+    names, shapes and dtypes plus the small state (positions, sampler state): a few kB whatever
+    the capacity. Unpickling maps the same memory read-only, so a worker sees every transition
+    the owner added before the job was pickled and can sample but not write. An unshared buffer
+    pickles its full arrays, as any object does; `state_dict()` copies the data either way.
+
+    The owner unlinks the segments in `release_shared_memory()` (a `WorkerPool` calls it when it
+    closes), or when the buffer is garbage-collected or the interpreter exits.
+    """
+    _SHARED_ARRAYS: tuple[str, ...] = ()
+
+    def share_memory_(self):
+        """Move every array not yet in shared memory into a new segment, keeping its contents:
+        all of them the first time; later only ones the buffer has replaced since (e.g. a grown
+        ring). Segments already in use are kept, so workers keep seeing the owner's writes."""
+        if "_shared" not in self.__dict__:
+            self._shared = {}  # array name -> (segment, the array over it); owner only
+            weakref.finalize(self, _unlink_all, self._shared)
+        moving = [name for name in self._SHARED_ARRAYS if not self._in_segment(name)]
+        need = sum(getattr(self, name).nbytes for name in moving)
+        free = shutil.disk_usage(SHM_DIR).free if os.path.isdir(SHM_DIR) else 0
+        no_room = (f"the replay buffer needs {need / 2**20:,.0f} MiB of shared memory in "
+                   f"{SHM_DIR}, {free / 2**20:,.0f} MiB is free: enlarge {SHM_DIR} (docker run "
+                   f"--shm-size) or use --backend serial")
+        if need > free:
+            raise UsageError(no_room)
+        for name in moving:
+            try:
+                segment, view = _new_segment(getattr(self, name))
+            except OSError as error:
+                raise UsageError(no_room) from error
+            replaced = self._shared.get(name)
+            self._shared[name] = segment, view
+            setattr(self, name, view)
+            if replaced is not None:
+                replaced[0].unlink()
+        return self
+
+    def _in_segment(self, name: str) -> bool:
+        entry = self.__dict__.get("_shared", {}).get(name)
+        return entry is not None and entry[1] is getattr(self, name)
+
+    def is_shared(self) -> bool:
+        """True when every large array lives in a segment this buffer owns."""
+        return all(self._in_segment(name) for name in self._SHARED_ARRAYS)
+
+    def release_shared_memory(self) -> None:
+        """Unlink this buffer's segments. The arrays stay valid here (this process keeps its
+        mapping); later pickles carry the full arrays again."""
+        _unlink_all(self.__dict__.get("_shared", {}))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_shared", None)
+        for name in self._SHARED_ARRAYS:
+            if self._in_segment(name):
+                array = state[name]
+                state[name] = _Segment(self._shared[name][0].name, array.shape, array.dtype.str)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            if isinstance(value, _Segment):
+                state[name] = _map_segment(*value, writable=False)
+        self.__dict__.update(state)
+
+
+class ReplayBuffer(SharedMemoryMixin):
     """FIFO memory of `capacity` transitions; the oldest are overwritten first."""
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], action_shape: Sequence[int] = (),
@@ -101,6 +230,7 @@ class ReplayBuffer:
 
     # -- checkpoints ------------------------------------------------------------------------
     _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+    _SHARED_ARRAYS = _ARRAYS
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: the stored data, positions and sampler state."""

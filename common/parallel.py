@@ -9,6 +9,20 @@ pool, or a Ray cluster.
   with `workers` CPUs. Every node needs this repository installed (`pip install -r
   requirements.txt -r requirements-ray.txt`).
 
+`map(fn, items, shared=obj)` calls `fn(item, obj)` and hands `obj` (a replay buffer) to the
+workers without a copy per job:
+- `serial`: the object itself.
+- `process`: the pool calls `obj.share_memory_()` (see `common.buffers.SharedMemoryMixin`), which
+  moves its arrays into /dev/shm segments once; each job then pickles only the segment names and
+  the small state, and the worker maps the same memory read-only. The main process keeps writing
+  into the same segments, so the next map sees the transitions added in between. The pool unlinks
+  the segments when it closes.
+- `ray`: `ray.put(obj)` once per map, passed as a top-level argument so that each task reads it
+  from the object store (zero-copy for numpy arrays on the same node, one copy per node). A
+  buffer already moved to /dev/shm would travel as segment names, readable on this machine only.
+Workers get a copy of the object's sampler state: draw indices from the job's own seeded rng and
+call `batch_at(idx)`, or every job samples the same batches.
+
 Results come back in the order of `items`. For seeded work (the seed travels inside the item)
 every backend gives the same results, as long as `fn`'s numerics do not depend on the number of
 torch threads (call `common.device.set_single_thread()` in the main process to be sure).
@@ -17,6 +31,7 @@ Keep a `WorkerPool` open across calls (e.g. one per training run) to pay the sta
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
@@ -29,9 +44,9 @@ from common.device import set_single_thread
 BACKENDS = ("serial", "process", "ray")
 
 
-def _single_threaded_call(fn: Callable, item: Any) -> Any:
+def _single_threaded_call(fn: Callable, item: Any, *shared: Any) -> Any:
     set_single_thread()
-    return fn(item)
+    return fn(item, *shared)
 
 
 class WorkerPool:
@@ -44,6 +59,7 @@ class WorkerPool:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         self.workers, self.backend = workers, backend
         self._executor = None
+        self._shared_objects = []  # what map moved into shared memory: released by close()
         self._ray = None
         self._started_ray = False
         if backend == "process":
@@ -71,19 +87,37 @@ class WorkerPool:
             self._started_ray = True
         self._remote = ray.remote(num_cpus=1)(_single_threaded_call)
 
-    def map(self, fn: Callable, items: Iterable) -> list:
+    def map(self, fn: Callable, items: Iterable, shared: Any = None) -> list:
+        """`[fn(item) for item in items]`, or `[fn(item, shared) ...]` when `shared` is given
+        (sent once, not per job: see the module docstring); results in the order of items."""
         items = list(items)
+        extra = () if shared is None else (shared,)
         if self.backend == "serial":
-            return [fn(item) for item in items]
+            return [fn(item, *extra) for item in items]
         if self.backend == "process":
-            return list(self._executor.map(fn, items))
+            if shared is not None:
+                self._share(shared)
+            return list(self._executor.map(fn, items, *(itertools.repeat(x) for x in extra)))
         fn_ref = self._ray.put(fn)
-        return self._ray.get([self._remote.remote(fn_ref, item) for item in items])
+        extra = tuple(self._ray.put(x) for x in extra)
+        return self._ray.get([self._remote.remote(fn_ref, item, *extra) for item in items])
+
+    def _share(self, shared: Any) -> None:
+        """Move `shared`'s arrays into shared memory (a no-op once they are there)."""
+        if not hasattr(shared, "share_memory_"):
+            raise TypeError(f"shared= on the process backend needs an object with "
+                            f"share_memory_() (e.g. a replay buffer), got {type(shared).__name__}")
+        shared.share_memory_()
+        if not any(obj is shared for obj in self._shared_objects):
+            self._shared_objects.append(shared)
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
+        for obj in self._shared_objects:
+            obj.release_shared_memory()
+        self._shared_objects.clear()
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
@@ -96,7 +130,8 @@ class WorkerPool:
 
 
 def parallel_map(fn: Callable, items: Iterable, workers: int = 1, backend: str = "serial",
-                 ray_address: str | None = None) -> list:
-    """`[fn(item) for item in items]`, run by `backend` on `workers` workers; order kept."""
+                 ray_address: str | None = None, shared: Any = None) -> list:
+    """`[fn(item) for item in items]` (or `fn(item, shared)`), run by `backend` on `workers`
+    workers; order kept."""
     with WorkerPool(workers, backend, ray_address) as pool:
-        return pool.map(fn, items)
+        return pool.map(fn, items, shared)

@@ -40,16 +40,17 @@ def random_action(space: gym.Space, rng: np.random.Generator):
 
 
 # -- Sec. 3.1: evaluation fills the shared replay memory ------------------------------------------
-def evaluate_individual(individual, env: gym.Env, buffer, rng: np.random.Generator,
+def evaluate_individual(individual, env: gym.Env, buffer, episode_rng: np.random.Generator,
                         random_actions: bool, min_steps: int, min_episodes: int = 1) -> Evaluation:
     """Play whole episodes until at least `min_episodes` and `min_steps`; every transition is
-    stored (with `terminated` and `truncated` apart) and every step is counted."""
+    stored (with `terminated` and `truncated` apart) and every step is counted. Episode seeds
+    (and first-generation random actions) come from the individual's own `episode_rng`."""
     returns, steps = [], 0
     while len(returns) < min_episodes or steps < min_steps:
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        obs, _ = env.reset(seed=int(episode_rng.integers(2**31)))
         episode_return, done = 0.0, False
         while not done:
-            action = (random_action(env.action_space, rng) if random_actions
+            action = (random_action(env.action_space, episode_rng) if random_actions
                       else individual.act(obs, explore=True))
             next_obs, reward, terminated, truncated, _ = env.step(
                 to_env_action(action, env.action_space))
@@ -60,12 +61,60 @@ def evaluate_individual(individual, env: gym.Env, buffer, rng: np.random.Generat
     return Evaluation(float(np.mean(returns)), steps, len(returns))
 
 
-def evaluate_population(population, env, buffer, rng, random_actions, min_steps) -> list[Evaluation]:
-    evaluations = [evaluate_individual(ind, env, buffer, rng, random_actions, min_steps)
-                   for ind in population]
+def evaluate_population(population, envs, buffer, rng, random_actions, min_steps,
+                        policy=None) -> list[Evaluation]:
+    """Every individual's evaluation episodes. With a `policy` (one batched forward pass for
+    the whole population, e.g. searl.batched_td3.PopulationPolicy) the individuals play side
+    by side, one env each (`envs` is then a list); otherwise one after another on `envs`.
+    Both give the same transitions, stored in the same order (individual by individual)."""
+    episode_rngs = [np.random.default_rng(seed) for seed in rng.integers(2**62, size=len(population))]
+    if policy is None:
+        env = envs[0] if isinstance(envs, (list, tuple)) else envs
+        evaluations = [evaluate_individual(ind, env, buffer, episode_rng, random_actions, min_steps)
+                       for ind, episode_rng in zip(population, episode_rngs)]
+    else:
+        evaluations = evaluate_side_by_side(policy, envs, buffer, episode_rngs, random_actions,
+                                            min_steps)
     for individual, evaluation in zip(population, evaluations):
         individual.fitness.append(evaluation.fitness)
     return evaluations
+
+
+def evaluate_side_by_side(policy, envs, buffer, episode_rngs, random_actions: bool,
+                          min_steps: int, min_episodes: int = 1) -> list[Evaluation]:
+    """`evaluate_individual` for the whole population at once: env i plays individual i's
+    episodes; each step is one forward pass of `policy` for every individual still playing.
+    Transitions are stored when all are done, individual by individual."""
+    n = len(envs)
+    transitions = [[] for _ in range(n)]
+    returns, episode_return, steps = [[] for _ in range(n)], [0.0] * n, [0] * n
+    obs = [env.reset(seed=int(r.integers(2**31)))[0] for env, r in zip(envs, episode_rngs)]
+    playing = list(range(n))
+    while playing:
+        if random_actions:
+            actions = {i: random_action(envs[i].action_space, episode_rngs[i]) for i in playing}
+        else:
+            batch = policy.act(np.stack(obs), explore=True, rows=playing)
+            actions = {i: batch[i] for i in playing}
+        still = []
+        for i in playing:
+            next_obs, reward, terminated, truncated, _ = envs[i].step(
+                to_env_action(actions[i], envs[i].action_space))
+            transitions[i].append((obs[i], actions[i], reward, next_obs, terminated, truncated))
+            episode_return[i] += float(reward)
+            steps[i] += 1
+            obs[i] = next_obs
+            if terminated or truncated:
+                returns[i].append(episode_return[i])
+                episode_return[i] = 0.0
+                if len(returns[i]) >= min_episodes and steps[i] >= min_steps:
+                    continue
+                obs[i] = envs[i].reset(seed=int(episode_rngs[i].integers(2**31)))[0]
+            still.append(i)
+        playing = still
+    for trajectory in transitions:
+        buffer.add_batch(*(np.asarray(column) for column in zip(*trajectory)))
+    return [Evaluation(float(np.mean(r)), s, len(r)) for r, s in zip(returns, steps)]
 
 
 # -- Sec. 3.2: selection ---------------------------------------------------------------------------
@@ -125,15 +174,38 @@ def updates_per_individual(generation_steps: int, fraction: float, min_updates: 
     return min(updates, max_updates) if max_updates else updates
 
 
-def train_one(job):
+def train_one(job, buffer):
     """One individual's training (a module-level function so worker processes can run it)."""
-    individual, buffer, n_updates, seed = job
+    individual, n_updates, seed = job
     individual.learn(buffer, n_updates, np.random.default_rng(seed))
     return individual
 
 
-def train_population(population, buffer, n_updates: int, rng: np.random.Generator, pool):
-    """Every individual trains `n_updates` steps, in parallel on `pool` (common.parallel)."""
-    seeds = rng.integers(2**62, size=len(population))
-    jobs = [(ind, buffer, n_updates, int(seed)) for ind, seed in zip(population, seeds)]
-    return pool.map(train_one, jobs)
+def train_together(job, buffer):
+    """A group of individuals trained as one batched computation (searl/batched_td3.py)."""
+    individuals, n_updates, seeds = job
+    type(individuals[0]).learn_together(individuals, buffer, n_updates,
+                                        [np.random.default_rng(seed) for seed in seeds])
+    return individuals
+
+
+def train_population(population, buffer, n_updates: int, rng: np.random.Generator, pool,
+                     batched: bool = False):
+    """Every individual trains `n_updates` steps on the shared memory, each with its own seed.
+    One by one (in parallel on `pool`, common.parallel), or `batched`: the individuals that
+    can share a batched computation train together, the groups split over the pool's workers.
+    The replay memory reaches workers through shared memory, never copied per job."""
+    seeds = [int(seed) for seed in rng.integers(2**62, size=len(population))]
+    if not batched:
+        jobs = [(ind, n_updates, seed) for ind, seed in zip(population, seeds)]
+        return pool.map(train_one, jobs, shared=buffer)
+    workers = pool.workers if pool.backend != "serial" else 1
+    chunks = [chunk for group in type(population[0]).batching_groups(population)
+              for chunk in np.array_split(group, min(workers, len(group)))]
+    jobs = [([population[i] for i in chunk], n_updates, [seeds[i] for i in chunk])
+            for chunk in chunks]
+    trained = list(population)
+    for chunk, individuals in zip(chunks, pool.map(train_together, jobs, shared=buffer)):
+        for i, individual in zip(chunk, individuals):
+            trained[i] = individual
+    return trained

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from common.buffers import Batch
+from common.buffers import Batch, SharedMemoryMixin
 from common.envs import StepCounter, make_env
 
 FRAME_STACK = 4
@@ -61,7 +61,7 @@ def make_atari_env(env_id: str, seed: int | None, counter: StepCounter | None = 
     return make_env(env_id, seed, counter=counter, wrappers=(preprocess, stack), **make_kwargs)
 
 
-class FrameReplayBuffer:
+class FrameReplayBuffer(SharedMemoryMixin):
     """FIFO replay memory of `capacity` frame-stacked transitions, storing every frame once.
 
     Same public API and slot layout as `common.buffers.ReplayBuffer` (transition number n lives in
@@ -81,9 +81,15 @@ class FrameReplayBuffer:
 
     A new episode starts at the first `add`, after a transition that was terminated or truncated,
     and whenever `obs` is not the previous transition's `next_obs` (e.g. an interrupted episode).
+
+    `share_memory_()` (common.buffers.SharedMemoryMixin) moves the arrays to /dev/shm, so worker
+    processes sample from them without receiving a copy of up to 14 GB.
     """
 
     _SLOT_ARRAYS = ("actions", "rewards", "terminated", "truncated", "episode", "step")
+    # shareable with worker processes (SharedMemoryMixin); a grown start ring is a new array
+    # that pickles in full until the next share_memory_() moves it too
+    _SHARED_ARRAYS = _SLOT_ARRAYS + ("frames", "start_stacks")
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], action_shape: Sequence[int] = (),
                  obs_dtype=np.uint8, action_dtype=np.int64, seed: int = 0,

@@ -20,12 +20,32 @@ Deviations from the reference, each marked `Deviation:` where it is implemented:
 - `act(obs, explore=True)` acts on noisy weights, resampled every step. The reference evaluates
   fitness episodes in eval mode, i.e. on the mean weights, with no epsilon and no noise: call
   `act(obs, explore=False)` for that behaviour;
-- architecture growth: new conv layers are appended with stride 1 and 'same' padding (the
-  reference re-assigns every layer's stride from a fixed table and can reach an empty feature
-  map: kernels [8, 7, 7, 7], strides [2, 2, 2, 1] on 84x84); with `preserve_function` (default)
-  added nodes/channels get zero outgoing weights (output unchanged exactly), an added layer starts
-  as the identity (exact for relu), a changed kernel keeps its old weights centred;
-  `preserve_function: False` gives the reference's overlapping slice copy with fresh weights;
+- architecture growth: new conv layers are appended with kernel 3, stride 1 and 'same' padding
+  (the reference re-assigns every layer's stride from a fixed table and can reach an empty feature
+  map: kernels [8, 7, 7, 7], strides [2, 2, 2, 1] on 84x84). `preserve_function: False` gives
+  the reference's growth: a fresh network of the new shape holding the old weights' overlapping
+  (corner-aligned) slices, which changes the output. With `preserve_function: True` (default),
+  "exact" meaning the same logits on the mean weights (eval mode) up to float rounding:
+  * added nodes / channels: exact for every activation. The new units get zero outgoing weights;
+  * an added MLP or conv layer: exact for every activation. It is a ReZero residual layer
+    h + alpha * act(W h + b) with alpha = 0 learned (Bachlechner et al. 2020, as the TD3 side),
+    still a NoisyLinear layer in the streams and a 3x3 stride-1 'same' conv in the torso. Its
+    shortcut carries the units h had when the layer was born, zero-padded to the layer's width
+    (He et al. 2016), so that it and the layer before it grow independently, one layer per
+    mutation as in the reference, and units added later stay out of the shortcut. (An identity
+    / Dirac init would be exact only after relu: act(act(x)) = act(x) fails for elu and gelu.);
+  * a changed kernel keeps the layer's output size, so that nothing downstream moves: the
+    padding changes with the kernel, per side (F.pad, which crops for a negative side).
+    A larger kernel is the old one inside a zero border (centred; one column/row more on the
+    right/bottom for an odd growth) with the padding widened to match: exact for every change
+    3->4/5/7, 4->5/7, 5->7. A smaller kernel keeps the old kernel's window with the most weight
+    and drops the rest, which changes the output unless the dropped border is all zero (a kernel
+    that just grew and shrinks back) or the layer is a residual one with alpha = 0; the mutation's
+    description says "function-preserving" or "not function-preserving" accordingly. No exact
+    construction exists in general: one smaller kernel cannot see the input the dropped weights
+    saw. Cost: a kernel change never shrinks the feature map here (the reference's does on the
+    unpadded Nature layers), so the streams' first layers get larger (after 60 random mutations
+    on 84x84: a 9x9 map instead of 6x6);
 - mutations that cannot change anything (a layer at its size limit) pick another layer, or say
   "no-op" when none can grow, instead of silently doing nothing.
 """
@@ -81,9 +101,12 @@ class NoisyLinear(nn.Module):
     w = mu_w + sigma_w * f(eps_out) f(eps_in)^T, b = mu_b + sigma_b * f(eps_out),
     f(x) = sign(x) sqrt(|x|). Noisy in train mode, mean weights in eval mode (reference).
     Init as the reference: mu ~ U(+-1/sqrt(in)), sigma_w = std/sqrt(in), sigma_b = std/sqrt(out).
+    A residual layer (`skip` > 0) also holds the ReZero gain alpha, 0 at birth: the network
+    computes h + alpha * act(layer(h)) with it (see `hidden_layer`).
     """
 
-    def __init__(self, in_features: int, out_features: int, std_init: float = 0.4):
+    def __init__(self, in_features: int, out_features: int, std_init: float = 0.4,
+                 skip: int = 0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
@@ -98,6 +121,8 @@ class NoisyLinear(nn.Module):
             self.bias_mu.uniform_(-bound, bound)
             self.weight_sigma.fill_(std_init / math.sqrt(in_features))
             self.bias_sigma.fill_(std_init / math.sqrt(out_features))
+        self.skip = int(skip)
+        self.alpha = nn.Parameter(torch.zeros(())) if skip else None
 
     @staticmethod
     def _scaled(rng: np.random.Generator, size: int) -> torch.Tensor:
@@ -116,18 +141,78 @@ class NoisyLinear(nn.Module):
         return F.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
 
 
-def conv_output_size(size: int, kernels, strides, paddings) -> int:
-    """Spatial size after the conv stack (floor((s + 2p - k) / stride) + 1 per layer)."""
+def padding_sides(padding) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) of a conv layer's padding (F.pad's order); an int pads all four
+    sides alike. A negative side crops."""
+    if np.ndim(padding) == 0:
+        return (int(padding),) * 4
+    left, right, top, bottom = (int(p) for p in padding)
+    return left, right, top, bottom
+
+
+def _compact_padding(sides):
+    """The form kept in `arch["paddings"]`: an int when all four sides agree, else a list."""
+    return sides[0] if len(set(sides)) == 1 else list(sides)
+
+
+def conv_output_hw(hw, kernels, strides, paddings) -> tuple[int, int]:
+    """(H, W) after the conv stack (floor((s + pads - k) / stride) + 1 per layer); (0, 0) once
+    the map is empty."""
+    h, w = hw
     for k, s, p in zip(kernels, strides, paddings):
-        size = (size + 2 * p - k) // s + 1
-    return size
+        left, right, top, bottom = padding_sides(p)
+        h, w = (h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1
+        if h < 1 or w < 1:
+            return 0, 0
+    return h, w
+
+
+class TorsoConv(nn.Conv2d):
+    """A conv layer of the torso whose padding may differ per side, or crop: a changed kernel
+    keeps every output value through that (`DQNIndividual._set_kernel`). A residual layer
+    (`skip` > 0) holds the ReZero gain alpha, as `NoisyLinear` does."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding,
+                 skip: int = 0):
+        left, right, top, bottom = padding_sides(padding)
+        plain = left == right >= 0 and top == bottom >= 0   # nn.Conv2d's own padding does it
+        super().__init__(in_channels, out_channels, kernel, stride=stride,
+                         padding=(top, left) if plain else 0)
+        self.pad_sides = None if plain else (left, right, top, bottom)
+        self.skip = int(skip)
+        self.alpha = nn.Parameter(torch.zeros(())) if skip else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_sides is not None:
+            x = F.pad(x, self.pad_sides)
+        return super().forward(x)
+
+
+def hidden_layer(layer: nn.Module, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
+    """act(layer(x)); for a residual layer x + alpha * act(layer(x)) (ReZero, Bachlechner et al.
+    2020): with alpha = 0 it is the identity whatever the activation, so adding one is exact."""
+    y = act(layer(x))
+    return y if layer.alpha is None else _shortcut(x, layer.skip, y.shape[1]) + layer.alpha * y
+
+
+def _shortcut(x: torch.Tensor, skip: int, width: int) -> torch.Tensor:
+    """The identity on the first `skip` units (channels) of x, zero-padded to `width`.
+
+    `skip` is the width the residual layer was born with. Growth may widen the layer or its
+    input later (each layer grows on its own, as in the reference), and the units it adds must
+    stay out of the shortcut: an input unit added later landing on a shortcut position that
+    carried zero would change the output. (ResNet's zero-padding shortcut, He et al. 2016.)"""
+    return F.pad(x[:, :skip], (0, 0) * (x.dim() - 2) + (0, width - skip))
 
 
 class DuelingC51Net(nn.Module):
     """Torso -> value and advantage NoisyLinear streams -> dueling atom logits [B, A, atoms].
 
-    `arch` holds the evolvable part: channels, kernels, strides, paddings (conv torso; empty for
-    vector observations), hidden (sizes of each stream's hidden layers) and activation.
+    `arch` holds the evolvable part: channels, kernels, strides, paddings (an int or
+    [left, right, top, bottom] per layer), conv_skip (conv torso; empty for vector observations),
+    hidden (sizes of each stream's hidden layers), hidden_skip and activation. A skip > 0 makes
+    a residual layer (added by growth) whose shortcut carries that many leading units; a residual
+    conv layer keeps its input's height and width.
     """
 
     def __init__(self, obs_shape, n_actions: int, arch: dict, num_atoms: int, v_min: float,
@@ -140,14 +225,15 @@ class DuelingC51Net(nn.Module):
         self.convs = nn.ModuleList()
         if self.image:
             in_channels = self.obs_shape[0]
-            for c, k, s, p in zip(arch["channels"], arch["kernels"], arch["strides"],
-                                  arch["paddings"]):
-                self.convs.append(nn.Conv2d(in_channels, c, k, stride=s, padding=p))
+            for c, k, s, p, skip in zip(arch["channels"], arch["kernels"], arch["strides"],
+                                        arch["paddings"], arch["conv_skip"]):
+                if skip and not (skip <= min(in_channels, c) and _keeps_size(k, s, p)):
+                    raise ValueError(f"residual conv layer {len(self.convs)} cannot add its "
+                                     f"input to its output: {arch}")
+                self.convs.append(TorsoConv(in_channels, c, k, s, p, skip=skip))
                 in_channels = c
-            h = conv_output_size(self.obs_shape[1], arch["kernels"], arch["strides"],
-                                 arch["paddings"])
-            w = conv_output_size(self.obs_shape[2], arch["kernels"], arch["strides"],
-                                 arch["paddings"])
+            h, w = conv_output_hw(self.obs_shape[1:], arch["kernels"], arch["strides"],
+                                  arch["paddings"])
             if h < 1 or w < 1:
                 raise UsageError(f"conv torso {arch} maps {self.obs_shape} to an empty feature "
                                  f"map ({h}x{w})")
@@ -156,14 +242,19 @@ class DuelingC51Net(nn.Module):
         else:
             self.feature_hw = (1, 1)
             features = int(np.prod(self.obs_shape))
-        self.value = self._stream(features, arch["hidden"], num_atoms)
-        self.advantage = self._stream(features, arch["hidden"], num_atoms * n_actions)
+        widths = [features, *arch["hidden"]]
+        if any(skip > min(a, b) for skip, a, b in zip(arch["hidden_skip"], widths, widths[1:])):
+            raise ValueError(f"a residual mlp layer's skip exceeds its widths: {arch}")
+        self.value = self._stream(features, arch["hidden"], arch["hidden_skip"], num_atoms)
+        self.advantage = self._stream(features, arch["hidden"], arch["hidden_skip"],
+                                      num_atoms * n_actions)
         self.act = make_activation(arch["activation"])
         self.register_buffer("support", torch.linspace(v_min, v_max, num_atoms))
 
-    def _stream(self, features: int, hidden, out: int) -> nn.ModuleList:
+    def _stream(self, features: int, hidden, skips, out: int) -> nn.ModuleList:
         sizes = [features, *hidden, out]
-        return nn.ModuleList(NoisyLinear(a, b, self.noise_std) for a, b in zip(sizes, sizes[1:]))
+        return nn.ModuleList(NoisyLinear(a, b, self.noise_std, skip=skip)
+                             for a, b, skip in zip(sizes, sizes[1:], [*skips, 0]))
 
     def noisy_layers(self):
         return [*self.value, *self.advantage]
@@ -180,13 +271,13 @@ class DuelingC51Net(nn.Module):
         batch = x.shape[0]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         for conv in self.convs:
-            x = self.act(conv(x))
+            x = hidden_layer(conv, x, self.act)
         x = x.reshape(batch, -1)
         value, advantage = x, x
         for layer in self.value[:-1]:
-            value = self.act(layer(value))
+            value = hidden_layer(layer, value, self.act)
         for layer in self.advantage[:-1]:
-            advantage = self.act(layer(advantage))
+            advantage = hidden_layer(layer, advantage, self.act)
         value = self.value[-1](value).view(batch, 1, self.num_atoms)
         advantage = self.advantage[-1](advantage).view(batch, self.n_actions, self.num_atoms)
         return value + advantage - advantage.mean(1, keepdim=True)   # dueling (Wang et al.)
@@ -224,20 +315,54 @@ def c51_projection(next_probs: torch.Tensor, rewards: torch.Tensor, terminated: 
     return projected.view(batch, n)
 
 
-def _copy_overlap(new: torch.Tensor, old: torch.Tensor, centre_spatial: bool = False) -> None:
-    """Copy the overlapping slice of `old` into `new` (reference `preserve_parameters`); conv
-    kernels are aligned at their centres when `centre_spatial` (ours) instead of their corners."""
-    dims = [min(a, b) for a, b in zip(new.shape, old.shape)]
-    new_index = [slice(0, d) for d in dims]
-    old_index = [slice(0, d) for d in dims]
-    if centre_spatial and new.dim() == 4:
-        for axis in (2, 3):
-            shift = (new.shape[axis] - old.shape[axis]) // 2
-            if shift >= 0:
-                new_index[axis] = slice(shift, shift + dims[axis])
-            else:
-                old_index[axis] = slice(-shift, -shift + dims[axis])
+def _copy_overlap(new: torch.Tensor, old: torch.Tensor) -> None:
+    """Copy the overlapping slice of `old` into `new` (reference `preserve_parameters`)."""
+    overlap = tuple(slice(0, min(a, b)) for a, b in zip(new.shape, old.shape))
+    new[overlap] = old[overlap]
+
+
+def _keeps_size(kernel: int, stride: int, padding) -> bool:
+    left, right, top, bottom = padding_sides(padding)
+    return stride == 1 and left + right == top + bottom == kernel - 1
+
+
+def _kernel_shift(weight: torch.Tensor, kernel: int) -> tuple[int, int]:
+    """Where the old kernel sits in the new one: new[y, x] = old[y - shift_y, x - shift_x].
+
+    Growth: centred in a zero border (shift >= 0; an odd growth leaves the extra row/column
+    at the bottom/right). Shrink: the new kernel is the old kernel's window with the most weight
+    (shift <= 0), so a kernel that grew and shrinks back gets exactly its old weights."""
+    size = weight.shape[-1]
+    if kernel >= size:
+        return (kernel - size) // 2, (kernel - size) // 2
+    energy = weight.detach().pow(2).sum((0, 1))
+    room = size - kernel
+    # the most central window first, so that it wins ties (e.g. an all-zero kernel)
+    offsets = sorted(range(room + 1), key=lambda o: abs(2 * o - room))
+    best = max(((y, x) for y in offsets for x in offsets),
+               key=lambda yx: energy[yx[0]:yx[0] + kernel, yx[1]:yx[1] + kernel].sum().item())
+    return -best[0], -best[1]
+
+
+def _place_kernel(new: torch.Tensor, old: torch.Tensor, shift: tuple[int, int]) -> None:
+    """new[..., y, x] = old[..., y - shift[0], x - shift[1]] where that exists, 0 elsewhere."""
+    new_index, old_index = [slice(None), slice(None)], [slice(None), slice(None)]
+    for axis, s in zip((2, 3), shift):
+        lo, hi = max(0, s), min(new.shape[axis], old.shape[axis] + s)
+        new_index.append(slice(lo, hi))
+        old_index.append(slice(lo - s, hi - s))
+    new.zero_()
     new[tuple(new_index)] = old[tuple(old_index)]
+
+
+def _shifted_padding(padding, shift: tuple[int, int], growth: int):
+    """The padding that keeps every output of a conv whose kernel grew by `growth` (< 0: shrank)
+    with the old kernel moved by `shift`: output i reads input i * stride + u - left, so the
+    left/top side moves with the shift and the sum of both sides with the kernel size."""
+    left, right, top, bottom = padding_sides(padding)
+    shift_y, shift_x = shift
+    return _compact_padding((left + shift_x, right + growth - shift_x,
+                             top + shift_y, bottom + growth - shift_y))
 
 
 class DQNIndividual:
@@ -272,7 +397,9 @@ class DQNIndividual:
                 "kernels": list(cfg["kernels"])[:n_conv] if image else [],
                 "strides": list(cfg["strides"])[:n_conv] if image else [],
                 "paddings": list(paddings)[:n_conv] if image else [],
-                "hidden": list(cfg["hidden"]), "activation": cfg["activation"]}
+                "conv_skip": [0] * n_conv,   # plain layers; growth appends residual ones
+                "hidden": list(cfg["hidden"]), "hidden_skip": [0] * len(cfg["hidden"]),
+                "activation": cfg["activation"]}
         self.net = self._build(arch, init_seed)
         self.target = self.optimizer = None  # kept between calls only without reset_each_learn
 
@@ -294,18 +421,15 @@ class DQNIndividual:
         """A new network with `arch`, holding the old network's overlapping weight slices."""
         old = self.net
         new = self._build(arch, int(rng.integers(2 ** 62)))
-        centre = bool(self.config["preserve_function"])
+        pairs = list(zip(new.convs, old.convs))
+        for new_stream, old_stream in ((new.value, old.value), (new.advantage, old.advantage)):
+            pairs += zip(new_stream[:-1], old_stream[:-1])
+            pairs.append((new_stream[-1], old_stream[-1]))   # output layers correspond
         with torch.no_grad():
-            for a, b in zip(new.convs, old.convs):
-                _copy_overlap(a.weight, b.weight, centre_spatial=centre)
-                _copy_overlap(a.bias, b.bias)
-            for new_stream, old_stream in ((new.value, old.value),
-                                           (new.advantage, old.advantage)):
-                pairs = list(zip(new_stream[:-1], old_stream[:-1]))
-                pairs.append((new_stream[-1], old_stream[-1]))   # output layers correspond
-                for a, b in pairs:
-                    for name in ("weight_mu", "weight_sigma", "bias_mu", "bias_sigma"):
-                        _copy_overlap(getattr(a, name), getattr(b, name))
+            for a, b in pairs:   # layers keep their index: growth appends at the end
+                for name, param in a.named_parameters():
+                    if getattr(b, name, None) is not None:   # alpha only on residual layers
+                        _copy_overlap(param, getattr(b, name))
         return new
 
     # -- acting ----------------------------------------------------------------------------
@@ -433,30 +557,34 @@ class DQNIndividual:
             return self._add_nodes(rng)      # reference: falls back to adding nodes
         arch = copy.deepcopy(self.arch)
         arch["hidden"] = hidden + [hidden[-1]]   # reference: a copy of the last hidden layer
-        new = self._apply(arch, rng)
-        if self.config["preserve_function"]:
-            # The appended layer starts as the identity: exact after relu (relu(relu(x)) = relu(x)).
-            with torch.no_grad():
-                for stream in (new.value, new.advantage):
-                    layer = stream[len(hidden)]
-                    layer.weight_mu.copy_(torch.eye(hidden[-1]))
-                    layer.bias_mu.zero_()
-        return f"mlp layer {len(hidden)} added ({_join(arch['hidden'])})"
+        # Deviation (preserve_function): a residual layer with alpha = 0, the identity for every
+        # activation; its shortcut carries the hidden[-1] units it is born with
+        skip = hidden[-1] if self.config["preserve_function"] else 0
+        arch["hidden_skip"] = self.arch["hidden_skip"] + [skip]
+        self._apply(arch, rng)
+        kind = "residual mlp layer" if skip else "mlp layer"
+        return f"{kind} {len(hidden)} added ({_join(arch['hidden'])})"
 
-    def _add_nodes(self, rng: np.random.Generator) -> str:
+    def _add_nodes(self, rng: np.random.Generator, layer: int | None = None) -> str:
+        """Nodes for hidden `layer` (drawn among those below the limit when None)."""
         hidden = self.arch["hidden"]
         increments = self.config["node_increments"]
         amount = int(increments[rng.integers(len(increments))])
         layers = [i for i, h in enumerate(hidden) if h + amount <= self.config["max_nodes"]]
-        if not layers:
-            return f"no-op (+{amount} nodes: every layer at its limit)"
-        layer = layers[int(rng.integers(len(layers)))]
+        if layer is None:
+            if not layers:
+                return f"no-op (+{amount} nodes: every layer at its limit)"
+            layer = layers[int(rng.integers(len(layers)))]
+        elif layer not in layers:
+            return f"no-op (+{amount} nodes: mlp layer {layer} at its limit)"
         old_size = hidden[layer]
         arch = copy.deepcopy(self.arch)
         arch["hidden"][layer] += amount
         new = self._apply(arch, rng)
         if self.config["preserve_function"]:
-            with torch.no_grad():   # new units' outgoing weights start at zero: output unchanged
+            # new units' outgoing weights start at zero: output unchanged (they stay out of any
+            # residual layer's shortcut, see `_shortcut`)
+            with torch.no_grad():
                 for stream in (new.value, new.advantage):
                     stream[layer + 1].weight_mu[:, old_size:] = 0.0
         return f"+{amount} nodes in mlp layer {layer} ({_join(arch['hidden'])})"
@@ -472,12 +600,12 @@ class DQNIndividual:
         arch["kernels"].append(3)
         arch["strides"].append(1)
         arch["paddings"].append(1)
-        new = self._apply(arch, rng)
-        if self.config["preserve_function"]:
-            with torch.no_grad():   # identity (Dirac) kernel: exact after relu
-                nn.init.dirac_(new.convs[n].weight)
-                new.convs[n].bias.zero_()
-        return f"conv layer {n} added ({_join(arch['channels'])})"
+        # Deviation (preserve_function): a residual layer with alpha = 0, as for mlp layers
+        skip = arch["channels"][-1] if self.config["preserve_function"] else 0
+        arch["conv_skip"].append(skip)
+        self._apply(arch, rng)
+        kind = "residual conv layer" if skip else "conv layer"
+        return f"{kind} {n} added ({_join(arch['channels'])})"
 
     def _change_kernel(self, rng: np.random.Generator) -> str:
         n = len(self.arch["channels"])
@@ -485,48 +613,77 @@ class DQNIndividual:
             return self._add_cnn_layer(rng)   # reference: adds a layer instead
         # Reference: one of the conv layers 1..3 (never the first), kernel from {3, 4, 5, 7}.
         layer = int(rng.integers(1, min(4, n)))
-        arch = copy.deepcopy(self.arch)
-        current = arch["kernels"][layer]
-        padded = arch["paddings"][layer] > 0   # our appended 'same' layers keep (k - 1) // 2
-        candidates = []
-        for k in self.config["kernel_choices"]:
-            if k == current:
-                continue
-            trial = copy.deepcopy(arch)
-            trial["kernels"][layer] = k
-            if padded:
-                trial["paddings"][layer] = (k - 1) // 2
-            size = min(conv_output_size(s, trial["kernels"], trial["strides"], trial["paddings"])
-                       for s in self.obs_shape[1:])
-            if size >= 1:
-                candidates.append(trial)
-        if not candidates:
+        kernels = [k for k in self.config["kernel_choices"]
+                   if k != self.arch["kernels"][layer] and self._kernel_fits(layer, k)]
+        if not kernels:
             return f"no-op (no valid kernel for conv layer {layer})"
-        arch = candidates[int(rng.integers(len(candidates)))]
-        old_weight = self.net.convs[layer].weight
-        new = self._apply(arch, rng)
-        if self.config["preserve_function"]:
-            # the old kernel sits at the centre of a zero kernel: with 'same' padding an odd
-            # kernel that grows (3 -> 5 -> 7) computes exactly what it did before
-            with torch.no_grad():
-                new.convs[layer].weight.zero_()
-                _copy_overlap(new.convs[layer].weight, old_weight, centre_spatial=True)
-        return f"conv layer {layer} kernel {current}->{arch['kernels'][layer]}"
+        return self._set_kernel(layer, int(kernels[int(rng.integers(len(kernels)))]), rng)
 
-    def _add_channels(self, rng: np.random.Generator) -> str:
+    def _reference_padding(self, layer: int, kernel: int):
+        """The reference's kernel change keeps the padding rule: none, or (k - 1) // 2 for our
+        appended 'same' layers. A residual layer (grown while preserve_function was on) must
+        keep its size for any kernel: k - 1 split over the two sides."""
+        if self.arch["conv_skip"][layer]:
+            before = (kernel - 1) // 2
+            return _compact_padding((before, kernel - 1 - before) * 2)
+        return (kernel - 1) // 2 if any(padding_sides(self.arch["paddings"][layer])) else 0
+
+    def _kernel_fits(self, layer: int, kernel: int) -> bool:
+        """Whether the feature map stays non-empty with conv `layer`'s kernel set to `kernel`."""
+        if self.config["preserve_function"]:
+            return True   # the padding follows the kernel: the output size never changes
+        kernels, paddings = list(self.arch["kernels"]), list(self.arch["paddings"])
+        kernels[layer], paddings[layer] = kernel, self._reference_padding(layer, kernel)
+        return min(conv_output_hw(self.obs_shape[1:], kernels, self.arch["strides"],
+                                  paddings)) >= 1
+
+    def _set_kernel(self, layer: int, kernel: int, rng: np.random.Generator) -> str:
+        """Conv `layer` gets a `kernel` x `kernel` kernel; the description says whether the
+        network still computes what it did."""
+        old = self.net.convs[layer]
+        current = self.arch["kernels"][layer]
+        arch = copy.deepcopy(self.arch)
+        change = f"conv layer {layer} kernel {current}->{kernel}"
+        arch["kernels"][layer] = kernel
+        if not self.config["preserve_function"]:   # reference: corner-aligned slice copy
+            arch["paddings"][layer] = self._reference_padding(layer, kernel)
+            self._apply(arch, rng)
+            return f"{change} (slice copy: not function-preserving)"
+        # Deviation: the padding follows the kernel, so the output keeps its size and values
+        shift = _kernel_shift(old.weight, kernel)
+        arch["paddings"][layer] = _shifted_padding(arch["paddings"][layer], shift,
+                                                   kernel - current)
+        new = self._apply(arch, rng)
+        with torch.no_grad():
+            _place_kernel(new.convs[layer].weight, old.weight, shift)
+            # exact iff no weight was dropped (always so for a growth), or the layer is a
+            # residual one that still adds nothing
+            kept = torch.empty_like(old.weight)
+            _place_kernel(kept, new.convs[layer].weight, (-shift[0], -shift[1]))
+            exact = torch.equal(kept, old.weight) or (old.alpha is not None
+                                                      and old.alpha.item() == 0.0)
+        if exact:
+            return f"{change} (function-preserving)"
+        return f"{change} (not function-preserving: a smaller kernel drops the old one's border)"
+
+    def _add_channels(self, rng: np.random.Generator, layer: int | None = None) -> str:
+        """Channels for conv `layer` (drawn among those below the limit when None)."""
         channels = self.arch["channels"]
         increments = self.config["channel_increments"]
         amount = int(increments[rng.integers(len(increments))])
         layers = [i for i, c in enumerate(channels) if c + amount <= self.config["max_channels"]]
-        if not layers:
-            return f"no-op (+{amount} channels: every layer at its limit)"
-        layer = layers[int(rng.integers(len(layers)))]
+        if layer is None:
+            if not layers:
+                return f"no-op (+{amount} channels: every layer at its limit)"
+            layer = layers[int(rng.integers(len(layers)))]
+        elif layer not in layers:
+            return f"no-op (+{amount} channels: conv layer {layer} at its limit)"
         old_size = channels[layer]
         arch = copy.deepcopy(self.arch)
         arch["channels"][layer] += amount
         new = self._apply(arch, rng)
         if self.config["preserve_function"]:
-            with torch.no_grad():   # new channels' outgoing weights start at zero
+            with torch.no_grad():   # new channels' outgoing weights start at zero (as for nodes)
                 if layer + 1 < len(new.convs):
                     new.convs[layer + 1].weight[:, old_size:] = 0.0
                 else:   # last conv: flattened (C, H, W) features, the new channels come last

@@ -5,6 +5,7 @@ population log. The network-specific ones (architecture, activation) live on the
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -18,16 +19,19 @@ def parameter_noise(weights: Iterable[torch.Tensor], rng: np.random.Generator,
                     fraction: float = 0.1, super_prob: float = 0.05, reset_prob: float = 0.05,
                     mutation_sd: float = 0.1, super_sd: float = 10.0, limit: float = 1e6) -> int:
     """Gaussian parameter mutation (reference `classic_parameter_mutation`): pick 1..all weight
-    matrices; in each, perturb ~`fraction` of its entries: with `super_prob` add N(0, |10 w|),
-    with `reset_prob` reset to N(0, 1), otherwise add N(0, |0.1 w|); clip to +-limit.
-    Returns the number of entries changed."""
+    matrices; in each of n entries, n drawn uniformly from 0 .. ceil(`fraction` x size) - 1 as
+    the reference's `np.random.randint(ceil(0.1 * n))` (about 5% on average), with
+    `super_prob` add N(0, |10 w|), with `reset_prob` reset to N(0, 1), otherwise add
+    N(0, |0.1 w|); clip to +-limit. Returns the number of entries drawn."""
     matrices = [w for w in weights if w.dim() >= 2]
     chosen = rng.choice(len(matrices), size=rng.integers(1, len(matrices) + 1), replace=False)
     changed = 0
     for index in sorted(chosen):
         w = matrices[index]
         flat = w.view(-1)
-        n = max(1, int(round(fraction * flat.numel())))
+        n = int(rng.integers(math.ceil(fraction * flat.numel())))
+        if n == 0:
+            continue
         positions = torch.from_numpy(rng.integers(0, flat.numel(), size=n))
         kind = rng.random(n)
         noise = torch.from_numpy(rng.standard_normal(n)).to(w.dtype)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from common.nets import LeanAdam
+from searl import batched_td3
 from searl.evolvable import EvolvableMLP
 from searl.mutations import mutate_scalar, mutate_step, parameter_noise
 
@@ -69,7 +70,9 @@ class TD3Individual:
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """The policy's action in [-1, 1]; exploring adds N(0, 0.1) noise (Sec. 3.1)."""
-        action = self.actor(torch.as_tensor(obs, device=self.device).unsqueeze(0))[0].cpu().numpy()
+        dtype = self.actor.output.weight.dtype
+        action = self.actor(torch.as_tensor(obs, device=self.device, dtype=dtype).unsqueeze(0))
+        action = action[0].cpu().numpy()
         if explore:
             noise = self.rng.normal(0.0, self.config["exploration_noise"], size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0)
@@ -86,18 +89,21 @@ class TD3Individual:
         actor_opt, critic_opt = self.optimizers
         online, target = self._soft_update_pairs
         noise_gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**62)))
+        dtype = self.actor.output.weight.dtype
         critic_losses = []
         for step in range(n_updates):
             batch = buffer.batch_at(rng.integers(0, len(buffer), size=self.hp["batch_size"]))
-            obs, action = batch.obs.to(self.device), batch.actions.to(self.device)
-            next_obs = batch.next_obs.to(self.device)
+            obs, action, next_obs, reward, terminated = (
+                t.to(self.device, dtype) for t in (batch.obs, batch.actions, batch.next_obs,
+                                                   batch.rewards, batch.terminated))
             with torch.no_grad():
-                noise = torch.randn(action.shape, generator=noise_gen, device=self.device)
+                noise = torch.randn(action.shape, generator=noise_gen, device=self.device,
+                                    dtype=dtype)
                 noise = (noise * noise_std).clamp(-noise_clip, noise_clip)
                 next_action = (actor_t(next_obs) + noise).clamp(-1.0, 1.0)
                 next_in = torch.cat([next_obs, next_action], 1)
                 next_q = torch.min(critic1_t(next_in), critic2_t(next_in)).squeeze(1)
-                y = batch.rewards.to(self.device) + gamma * (1 - batch.terminated.to(self.device)) * next_q
+                y = reward + gamma * (1 - terminated) * next_q
             current = torch.cat([obs, action], 1)
             critic_loss = sum(F.mse_loss(critic(current).squeeze(1), y) for critic in self.critics)
             _step(critic_opt, critic_loss, clip)
@@ -132,6 +138,23 @@ class TD3Individual:
         critic_params = [p for critic in self.critics for p in critic.parameters()]
         return (make(self.actor.parameters(), lr=self.hp["lr_actor"]),
                 make(critic_params, lr=self.hp["lr_critic"]))
+
+    # -- the whole population at once (searl/batched_td3.py) ------------------------------------
+    @staticmethod
+    def batching_groups(individuals) -> list[list[int]]:
+        return batched_td3.batching_groups(individuals)
+
+    @staticmethod
+    def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
+        """`learn` for every individual as one batched computation, with the same numbers."""
+        results = batched_td3.learn_together(individuals, buffer, n_updates, rngs)
+        for individual in individuals:
+            individual.train_steps += n_updates
+        return results
+
+    @staticmethod
+    def population_policy(individuals) -> "batched_td3.PopulationPolicy":
+        return batched_td3.PopulationPolicy(individuals)
 
     # -- evolution ------------------------------------------------------------------------------
     def clone(self, index: int) -> "TD3Individual":

@@ -29,7 +29,9 @@ from common.runs import RunDir, default_run_dir, reopen_run
 from searl import algorithm
 from searl.atari import FrameReplayBuffer, is_atari, make_atari_env
 from searl.baselines import run_baseline
+from searl.batched_td3 import reuse_freed_memory
 from searl.dqn import DQN_DEFAULTS, DQNIndividual
+from searl.evaluate import ELITE_FILE, export_policy
 from searl.td3 import ACTIVATIONS, TD3_DEFAULTS, TD3Individual
 
 ALGORITHMS = ("searl_td3", "searl_dqn", "td3", "dqn")
@@ -54,22 +56,22 @@ DEFAULTS = {
     "random_steps": 10_000,          # baselines: uniform random steps before learning starts
     "eval_every": 5_000,             # baselines: test every this many env steps
     "torch_threads": 1,              # 0: torch's default
+    "batched": True,                 # SEARL-TD3: train and evaluate the population as one batched
+                                     # computation (searl/batched_td3.py); false: one by one
     "td3": TD3_DEFAULTS,
     "dqn": DQN_DEFAULTS,
 }
-# CartPole's returns (up to 500, Q up to ~100) do not fit C51's Atari support [-10, 10]
-CARTPOLE_SUPPORT = {"v_min": 0.0, "v_max": 100.0}
 SMOKE = {  # a small budget of the real thing for each algorithm
     "searl_td3": {"env": "Pendulum-v1", "population": 3, "total_steps": 3_000,
                   "test_episodes": 2, "replay_size": 10_000},
     "searl_dqn": {"env": "CartPole-v1", "population": 3, "total_steps": 3_000,
                   "test_episodes": 2, "replay_size": 10_000, "min_train_steps": 100,
-                  "torch_threads": 1, "dqn": CARTPOLE_SUPPORT},
+                  "torch_threads": 1},
     "td3": {"env": "Pendulum-v1", "total_steps": 2_000, "random_steps": 500,
             "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000},
     "dqn": {"env": "CartPole-v1", "total_steps": 2_000, "random_steps": 500,
             "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000,
-            "torch_threads": 1, "dqn": CARTPOLE_SUPPORT},
+            "torch_threads": 1},
 }
 FLAG_KEYS = ("env", "seed", "total_steps", "population")  # flags that set config keys
 
@@ -85,6 +87,9 @@ def parse_args(argv):
                         help="env-step budget (default: 2000000)")
     parser.add_argument("--population", type=int, default=argparse.SUPPRESS,
                         help="population size (default: 10)")
+    parser.add_argument("--one-by-one", action="store_true",
+                        help="train and evaluate the individuals one after another instead of "
+                             "as one batched computation (sets batched: false; same numbers)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs at the end")
     return parser.parse_args(argv)
 
@@ -96,7 +101,14 @@ def build_config(args) -> dict:
         raise UsageError(f"unknown algorithm {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
     flags = {key: getattr(args, key) for key in FLAG_KEYS if hasattr(args, key)}
     smoke = SMOKE[algorithm] if args.smoke else None
+    if args.one_by_one:
+        flags["batched"] = False
     config = resolve_config(DEFAULTS, file_layer, smoke, parse_overrides(args.overrides), flags)
+    if algorithm.endswith("dqn"):  # C51's value support for this env unless the user set one
+        explicit = {**(file_layer.get("dqn") or {}), **parse_overrides(args.overrides).get("dqn", {})}
+        for key, value in value_support_for(config["env"]).items():
+            if key not in explicit:
+                config["dqn"][key] = value
     check_config(config)
     return config
 
@@ -111,6 +123,9 @@ def check_config(config: dict) -> None:
     if any(p < 0 for p in config["mutation_probabilities"].values()) or \
             sum(config["mutation_probabilities"].values()) <= 0:
         raise UsageError("mutation_probabilities must be non-negative and not all zero")
+    if config["algorithm"] == "searl_td3" and config["batched"] and not config["td3"]["reset_each_learn"]:
+        raise UsageError("batched training re-creates targets and optimizers each generation "
+                         "(td3.reset_each_learn: true); with td3.reset_each_learn=false use --one-by-one")
     check_env_id(config["env"])
     space = "Discrete (Atari)" if is_atari(config["env"]) else action_space_of(config["env"])
     continuous = isinstance(space, gym.spaces.Box)
@@ -120,6 +135,26 @@ def check_config(config: dict) -> None:
     if config["algorithm"].endswith("dqn") and continuous:
         raise UsageError(f"{config['algorithm']} needs a discrete action space; {config['env']} "
                          f"has {space}: use searl/configs/searl_td3.yaml")
+
+
+# C51's support must cover the env's discounted returns: Atari's clipped-scale [-10, 10] (the
+# reference), or the per-step reward range / (1 - gamma) of the classic-control tasks
+VALUE_SUPPORTS = {"CartPole": (0.0, 100.0), "Acrobot": (-100.0, 0.0), "MountainCar": (-100.0, 0.0)}
+
+
+def value_support_for(env_id: str) -> dict:
+    """The C51 value support for `env_id` ({} keeps the config's, [-10, 10] by default)."""
+    name = env_id.split("/")[-1].split("-")[0]
+    if is_atari(env_id) or name not in VALUE_SUPPORTS:
+        return {}
+    v_min, v_max = VALUE_SUPPORTS[name]
+    return {"v_min": v_min, "v_max": v_max}
+
+
+def uses_batched_population(config: dict) -> bool:
+    """SEARL-TD3 trains and evaluates its population batched unless `batched: false`; SEARL-DQN
+    (CNNs of different shapes) trains one individual at a time."""
+    return config["algorithm"] == "searl_td3" and config["batched"]
 
 
 def action_space_of(env_id: str) -> gym.Space:
@@ -175,10 +210,12 @@ def new_searl_state(config, env, device) -> dict:
             "rng": rng, "metric_rows": 0, "population_rows": 0, "wall_seconds": 0.0}
 
 
-def run_searl(config, run, state, buffer, env, test_env, pool) -> dict:
+def run_searl(config, run, state, buffer, envs, test_env, pool) -> dict:
     """Algorithm 1: [mutate -> train] -> evaluate -> select -> test elite, per generation.
-    A checkpoint closes every generation (the selected population, before mutation)."""
+    A checkpoint closes every generation (the selected population, before mutation).
+    `envs`: one env per individual (batched evaluation) or a list of one."""
     rng = state["rng"]
+    batched = uses_batched_population(config)
     metrics = run.metrics(keep_rows=state["metric_rows"] if run.resume else None)
     population_log = run.metrics(keep_rows=state["population_rows"] if run.resume else None,
                                  name="population.csv")
@@ -195,11 +232,12 @@ def run_searl(config, run, state, buffer, env, test_env, pool) -> dict:
             updates = algorithm.updates_per_individual(
                 state["last_steps"], config["train_fraction"], config["min_train_steps"],
                 config["max_train_steps"])
-            population = algorithm.train_population(population, buffer, updates, rng, pool)
-        evaluations = algorithm.evaluate_population(population, env, buffer, rng,
-                                                random_actions=generation == 0
-                                                and config["random_first_generation"],
-                                                min_steps=config["min_eval_steps"])
+            population = algorithm.train_population(population, buffer, updates, rng, pool,
+                                                    batched=batched)
+        policy = type(population[0]).population_policy(population) if batched else None
+        evaluations = algorithm.evaluate_population(
+            population, envs, buffer, rng, random_actions=generation == 0
+            and config["random_first_generation"], min_steps=config["min_eval_steps"], policy=policy)
         generation_steps = sum(e.steps for e in evaluations)
         state["env_steps"] += generation_steps
         for individual, evaluation in zip(population, evaluations):
@@ -225,6 +263,7 @@ def run_searl(config, run, state, buffer, env, test_env, pool) -> dict:
                      last_steps=generation_steps, metric_rows=metrics.rows_written,
                      population_rows=population_log.rows_written, wall_seconds=wall)
         run.save_checkpoint(checkpoint_of(state, buffer))
+        export_policy(run.path / ELITE_FILE, elite, config, envs[0])
         bar.update(min(generation_steps, config["total_steps"] - bar.n))
         bar.set_postfix(gen=generation, elite=f"{test_return:.1f}", best_fit=f"{max(fitness):.1f}")
     bar.close()
@@ -268,6 +307,8 @@ def main(argv=None) -> None:
     run.write_config(config)
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
+    if uses_batched_population(config) and device.type == "cpu":
+        reuse_freed_memory()
     seed_everything(config["seed"])
     env = make_env_for(config, config["seed"])
     test_env = make_env_for(config, config["seed"] + 100)
@@ -278,14 +319,19 @@ def main(argv=None) -> None:
     if config["algorithm"].startswith("searl"):
         if state is None:
             state = new_searl_state(config, env, device)
+        # batched evaluation plays one env per individual (episode seeds come from the run's RNG)
+        envs = [env] + [make_env_for(config, config["seed"])
+                        for _ in range(config["population"] - 1)] \
+            if uses_batched_population(config) else [env]
         with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
-            summary = run_searl(config, run, state, buffer, env, test_env, pool)
+            summary = run_searl(config, run, state, buffer, envs, test_env, pool)
     else:
         if state is None:
             rng = np.random.default_rng(config["seed"])
             state = {"agent": make_individual(config, env, 0, config["seed"], rng, device),
                      "rng": rng}
         summary = run_baseline(config, run, state, buffer, env, test_env, checkpoint_of)
+        export_policy(run.path / ELITE_FILE, state["agent"], config, env)
     summary.update(algorithm=config["algorithm"], env=config["env"], seed=config["seed"])
     run.write_summary(summary)
     if not args.no_plots:

@@ -207,6 +207,225 @@ def test_added_layers_start_as_the_identity_with_relu_and_not_with_slice_copy():
             assert min(changes) > 1e-4
 
 
+# -- function-preserving growth (preserve_function: True) for every activation ---------------
+SMALL_OBS = (4, 44, 44)   # the Nature torso (8 / 4, 4 / 2) still leaves a 4x4 feature map
+ACTIVATIONS = DQN_DEFAULTS["activations"]
+KERNEL_GROWTHS = [(3, 4), (3, 5), (3, 7), (4, 5), (4, 7), (5, 7)]
+KERNEL_SHRINKS = [(4, 3), (5, 3), (5, 4), (7, 3), (7, 4), (7, 5)]
+
+
+def small_image_batch(n=8, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, *SMALL_OBS),
+                                                                  dtype=np.uint8))
+
+
+def small_individual(activation, seed=0, **config):
+    return DQNIndividual(0, SMALL_OBS, 6, {**SMALL_IMAGE, "activation": activation, **config},
+                         seed=seed)
+
+
+def outputs(individual, x):
+    """Atom logits and Q-values on the mean weights (float32, noise off)."""
+    individual.net.eval()
+    with torch.no_grad():
+        return individual.net.logits(x), individual.net.q_values(x)
+
+
+def relative_change(before, after):
+    """Largest change of the logits or the Q-values, relative to their largest magnitude."""
+    return max(((a - b).abs().max() / b.abs().max()).item() for b, a in zip(before, after))
+
+
+def perturb_like_training(individual, rng):
+    """Move every weight a little and give every residual layer a non-zero alpha, as training
+    does: zero blocks left by earlier growth, or alpha = 0, would hide weights that a growth
+    forgot to zero."""
+    with torch.no_grad():
+        for name, param in individual.net.named_parameters():
+            if name.endswith("alpha"):
+                param.fill_(float(rng.uniform(0.5, 1.5)))
+            else:
+                noise = rng.normal(0.0, 0.02, param.shape).astype(np.float32)
+                param.add_(torch.from_numpy(noise))
+
+
+def residual_alphas(individual):
+    return [p for n, p in individual.net.named_parameters() if n.endswith("alpha")]
+
+
+# residual layers at hidden 1 and conv 2; then the layers that nodes / channels grow: the
+# residual layer's input (wider than its shortcut), the residual layer itself (wider than its
+# input), and its input again (whose new units must stay out of the shortcut)
+GROWTH_STEPS = {"mlp_layer": [("mlp_layer", None)] * 3,
+                "nodes": [("nodes", 0)] + [("nodes", 1)] * 5 + [("nodes", 0)] * 2,
+                "cnn_layer": [("cnn_layer", None)] * 3,
+                "channels": [("channels", 1)] + [("channels", 2)] * 5 + [("channels", 1)] * 2}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kind", list(GROWTH_STEPS))
+def test_growth_keeps_logits_and_q_values_for_every_activation(kind, activation):
+    """Each growth, first on the plain Nature torso, then on a network that holds a residual mlp
+    and conv layer, awake (alpha != 0), so that their shortcuts matter."""
+    rng = np.random.default_rng(1)
+    individual = small_individual(activation)
+    x = small_image_batch()
+    steps = [(kind, None), ("mlp_layer", None), ("cnn_layer", None)] + GROWTH_STEPS[kind]
+    for step, (mutation, layer) in enumerate(steps):
+        perturb_like_training(individual, rng)
+        before = outputs(individual, x)
+        grow = getattr(individual, f"_add_{mutation}")
+        description = grow(rng) if layer is None else grow(rng, layer)
+        assert relative_change(before, outputs(individual, x)) <= 1e-5, (step, description)
+    arch = individual.arch
+    assert arch["hidden_skip"][1] > 0 and arch["conv_skip"][2] > 0
+    assert len(residual_alphas(individual)) >= 3   # a residual conv layer and two mlp ones
+    if kind == "nodes":     # both sides of the residual layer grew past its shortcut
+        assert min(arch["hidden"][:2]) > arch["hidden_skip"][1]
+    if kind == "channels":
+        assert min(arch["channels"][1:3]) > arch["conv_skip"][2]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("old,new", KERNEL_GROWTHS)
+def test_kernel_growth_keeps_logits_and_q_values(old, new, activation):
+    """Layer 1 of the Nature torso (no padding, stride 2) and an appended residual 'same' layer
+    (stride 1) grow from `old` to `new`: the old kernel inside a zero border, the padding widened
+    per side (asymmetric for an odd growth), the feature map unchanged."""
+    rng = np.random.default_rng(2)
+    individual = small_individual(activation, kernels=[8, old])
+    individual._add_cnn_layer(rng)          # conv layer 2: residual, kernel 3, padding 1
+    x = small_image_batch()
+    feature_hw = individual.net.feature_hw
+    steps = [(1, new), (2, old), (2, new)] if old != 3 else [(1, new), (2, new)]
+    for layer, kernel in steps:
+        perturb_like_training(individual, rng)
+        before = outputs(individual, x)
+        description = individual._set_kernel(layer, kernel, rng)
+        assert description.endswith("(function-preserving)"), description
+        assert relative_change(before, outputs(individual, x)) <= 1e-5, description
+        assert individual.arch["kernels"][layer] == kernel
+        assert individual.net.feature_hw == feature_hw
+    if (new - old) % 2:   # one more zero column on the right than on the left
+        left, right, top, bottom = individual.arch["paddings"][1]
+        assert (right - left, bottom - top) == (1, 1)
+
+
+@pytest.mark.parametrize("old,new", KERNEL_SHRINKS)
+def test_kernel_shrink_is_reported_as_not_function_preserving(old, new):
+    """A smaller kernel cannot see what the dropped border saw: no exact construction exists,
+    the description says so, and the output does change (the report is true)."""
+    rng = np.random.default_rng(3)
+    individual = small_individual("relu", kernels=[8, old])
+    x = small_image_batch()
+    before, feature_hw = outputs(individual, x), individual.net.feature_hw
+    description = individual._set_kernel(1, new, rng)
+    assert "not function-preserving" in description
+    assert relative_change(before, outputs(individual, x)) > 1e-3
+    assert individual.arch["kernels"][1] == new
+    assert individual.net.feature_hw == feature_hw   # cropped to keep the feature map size
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_kernel_shrink_that_drops_only_zeros_is_exact(activation):
+    """A kernel that grew and shrinks back loses only its zero border: exact, and reported so;
+    so is any kernel change of a residual layer whose alpha is still 0."""
+    rng = np.random.default_rng(4)
+    individual = small_individual(activation, kernels=[8, 3])
+    x = small_image_batch()
+    for kernel in (7, 4, 3, 5, 3):
+        before = outputs(individual, x)
+        description = individual._set_kernel(1, kernel, rng)
+        assert description.endswith("(function-preserving)"), description
+        assert relative_change(before, outputs(individual, x)) <= 1e-5, description
+    individual._add_cnn_layer(rng)
+    individual._set_kernel(2, 7, rng)
+    with torch.no_grad():
+        individual.net.convs[2].weight.normal_(0.0, 0.1)   # a border with weight in it
+    before = outputs(individual, x)
+    description = individual._set_kernel(2, 4, rng)    # drops weights, but alpha = 0
+    assert description.endswith("(function-preserving)"), description
+    assert relative_change(before, outputs(individual, x)) <= 1e-5
+    perturb_like_training(individual, rng)
+    assert "not function-preserving" in individual._set_kernel(2, 3, rng)
+
+
+@pytest.mark.parametrize("new", [3, 5, 7])
+def test_nature_torso_kernel_change_on_84x84(new):
+    """The case that was measured at a relative change of ~1.6: layer 1 (kernel 4, stride 2)
+    of the Nature torso on Atari frames. Growth is exact; the shrink to 3 says it is not."""
+    individual = DQNIndividual(0, ATARI_SHAPE, 6, SMALL_IMAGE, seed=0)
+    x = image_batch(4)
+    before = outputs(individual, x)
+    description = individual._set_kernel(1, new, np.random.default_rng(7))
+    change = relative_change(before, outputs(individual, x))
+    if new > 4:
+        assert description.endswith("(function-preserving)") and change <= 1e-5
+    else:
+        assert "not function-preserving" in description and change > 1e-3
+    assert individual.net.feature_hw == (9, 9)
+
+
+def test_drawn_kernel_changes_cover_the_search_space_and_report_truthfully():
+    """`_change_kernel` still draws layers 1..3 and every kernel in {3, 4, 5, 7}; whenever it
+    claims "function-preserving" the output is unchanged, and otherwise it does change."""
+    rng = np.random.default_rng(5)
+    individual = small_individual("elu", channels=[16, 16], kernels=[8, 4])
+    individual._add_cnn_layer(rng)
+    individual._add_cnn_layer(rng)
+    x = small_image_batch(4)
+    drawn, claims = set(), set()
+    for _ in range(40):
+        perturb_like_training(individual, rng)
+        before = outputs(individual, x)
+        description = individual._change_kernel(rng)
+        change = relative_change(before, outputs(individual, x))
+        exact = description.endswith("(function-preserving)")
+        assert change <= 1e-5 if exact else change > 1e-5, description
+        claims.add(exact)
+        layer = int(description.split()[2])
+        drawn.add((layer, individual.arch["kernels"][layer]))
+    assert {layer for layer, _ in drawn} == {1, 2, 3}
+    assert {kernel for _, kernel in drawn} == {3, 4, 5, 7}
+    assert claims == {True, False}
+
+
+def test_grown_networks_survive_copies_learning_and_later_mutations():
+    """Residual layers and per-side padding through clone / deepcopy / pickle, activation
+    changes, learning (alpha leaves 0: the new layers are not dead), growth on the learned
+    network, and the reference's slice copy (preserve_function False) on it."""
+    rng = np.random.default_rng(6)
+    individual = small_individual("gelu")
+    individual._add_mlp_layer(rng)
+    individual._add_cnn_layer(rng)
+    individual._set_kernel(1, 7, rng)     # odd growth: asymmetric padding
+    individual._set_kernel(2, 4, rng)     # odd growth of the residual layer
+    x = small_image_batch(4)
+    reference = outputs(individual, x)
+    copies = [individual.clone(1), copy.deepcopy(individual),
+              pickle.loads(pickle.dumps(individual))]
+    for other in copies:
+        assert relative_change(reference, outputs(other, x)) == 0.0
+    individual.mutate_activation(rng)
+    buffer = ReplayBuffer(16, SMALL_OBS, (), obs_dtype=np.uint8, action_dtype=np.int64)
+    for i, obs in enumerate(small_image_batch(17, seed=1).numpy()[:16]):
+        buffer.add(obs, i % 6, float(i % 3), obs[::-1].copy(), i == 15, False)
+    assert np.isfinite(individual.learn(buffer, 3, rng)["loss"])
+    assert all(alpha.item() != 0.0 for alpha in residual_alphas(individual))
+    for method in ("_add_nodes", "_add_channels", "_add_mlp_layer", "_add_cnn_layer"):
+        before = outputs(individual, x)
+        description = getattr(individual, method)(rng)
+        assert relative_change(before, outputs(individual, x)) <= 1e-5, description
+    individual.config["preserve_function"] = False
+    for method in ("_add_nodes", "_add_channels", "_add_mlp_layer", "_change_kernel"):
+        getattr(individual, method)(rng)
+        assert all(torch.all(torch.isfinite(t)) for t in outputs(individual, x))
+    for kernel in (3, 4, 7, 5):   # the residual layer keeps its size with every kernel
+        assert "slice copy" in individual._set_kernel(2, kernel, rng)
+        assert all(torch.all(torch.isfinite(t)) for t in outputs(individual, x))
+    assert copies[0].arch["hidden"] == [128, 128]   # the copies did not follow
+
+
 def test_activation_and_learning_rate_mutations_stay_in_their_sets():
     rng = np.random.default_rng(0)
     individual = DQNIndividual(0, (4,), 2, {}, seed=0)

@@ -1,0 +1,143 @@
+"""Play a trained SEARL (or baseline) policy: the elite a run exported as `elite_policy.pt`.
+
+    python searl/evaluate.py RUN_DIR --episodes 10            # noise-free episodes, mean return
+    python searl/evaluate.py RUN_DIR/elite_policy.pt --env Walker2d-v5 --seed 3
+
+`searl/train.py` writes `elite_policy.pt` into the run folder after every generation (SEARL: the
+elite just selected; single-agent baselines: the agent at each test). The file stands alone: the
+weights, the architecture (hidden widths, skips, activation, LayerNorm eps), and how actions map
+to the env (policy output in [-1, 1] scaled to the action bounds; observations are used raw, as in
+training: SEARL does not normalise them). TD3 actors are rebuilt from that description; DQN
+networks are stored as the module itself (their conv layers carry per-layer padding state).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cli import ArgumentParser, UsageError, run_main
+from common.envs import check_env_id, make_env
+from common.runs import load_checkpoint, save_checkpoint
+from searl.evolvable import EvolvableMLP
+
+ELITE_FILE = "elite_policy.pt"
+FORMAT = "searl-policy/1"
+
+
+def export_policy(path, individual, config: dict, env) -> None:
+    """Write `individual`'s acting network and what is needed to act with it (atomically)."""
+    payload = {"format": FORMAT, "env": config["env"], "algorithm": config["algorithm"],
+               "seed": config["seed"], "individual": individual.index,
+               "description": individual.describe()}
+    if hasattr(individual, "actor"):  # TD3: a continuous policy in [-1, 1]
+        actor = individual.actor
+        payload.update(kind="td3", architecture=actor.architecture(),
+                       state_dict={k: v.detach().cpu() for k, v in actor.state_dict().items()},
+                       action_low=np.asarray(env.action_space.low, dtype=np.float64),
+                       action_high=np.asarray(env.action_space.high, dtype=np.float64))
+    else:  # DQN: greedy on the expected Q of the distributional network (mean weights)
+        payload.update(kind="dqn", network=_cpu_copy(individual.net))
+    save_checkpoint(payload, path)
+
+
+def _cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module).to("cpu").eval()
+
+
+class LoadedPolicy:
+    """A policy read from an exported file: `act(obs)` returns the env's action."""
+
+    def __init__(self, payload: dict):
+        self.payload = payload
+        self.kind, self.env_id = payload["kind"], payload["env"]
+        if self.kind == "td3":
+            self.net = EvolvableMLP.from_architecture(payload["architecture"], payload["state_dict"])
+            self.low, self.high = payload["action_low"], payload["action_high"]
+        else:
+            self.net = payload["network"]
+        self.net.eval()
+        self.dtype = next(self.net.parameters()).dtype
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray):
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.uint8 if self.kind == "dqn"
+                            and np.asarray(obs).dtype == np.uint8 else self.dtype).unsqueeze(0)
+        if self.kind == "td3":
+            action = self.net(x)[0].numpy().astype(np.float64)
+            return self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+        return int(self.net.q_values(x).argmax(1).item())
+
+
+def load_policy(path) -> LoadedPolicy:
+    """The policy in `path` (a run folder or the file itself); one clear UsageError if not."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ELITE_FILE
+    if not path.is_file():
+        raise UsageError(f"no exported policy at {path}: pass a SEARL run folder (holding "
+                         f"{ELITE_FILE}) or the file itself")
+    try:
+        payload = load_checkpoint(path)
+    except Exception as error:  # a truncated or foreign file: one line, not a traceback
+        raise UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a SEARL policy file (expected format {FORMAT})")
+    return LoadedPolicy(payload)
+
+
+def play(policy: LoadedPolicy, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Noise-free episodes; returns each episode's undiscounted return."""
+    env = _make_env(env_id, seed)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def _make_env(env_id: str, seed: int):
+    from searl.atari import is_atari, make_atari_env
+
+    return make_atari_env(env_id, seed) if is_atari(env_id) else make_env(env_id, seed)
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="searl/evaluate.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("policy", help=f"a SEARL run folder (with {ELITE_FILE}) or the file")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
+    parser.add_argument("--env", default=None,
+                        help="env id (default: the one the policy was trained on)")
+    parser.add_argument("--seed", type=int, default=1000,
+                        help="episode i resets with seed + i (default: 1000)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    policy = load_policy(args.policy)
+    env_id = args.env or policy.env_id
+    check_env_id(env_id)
+    torch.set_num_threads(1)
+    returns = play(policy, env_id, args.episodes, args.seed)
+    described = policy.payload["description"]
+    print(f"{policy.payload['algorithm']} individual {policy.payload['individual']} "
+          f"({described.get('hidden', '')}, {described.get('actor_activation', described.get('activation', ''))}) "
+          f"on {env_id}: mean return {np.mean(returns):.1f} +- {np.std(returns):.1f} over "
+          f"{len(returns)} episodes (min {min(returns):.1f}, max {max(returns):.1f})")
+
+
+if __name__ == "__main__":
+    run_main(main, prog="searl/evaluate.py")
