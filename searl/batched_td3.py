@@ -252,8 +252,9 @@ def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
 
 class _Group:
     """The stacked actors, twin critics, targets and optimizers of one batching group.
-    Critic rows: every individual's first critic, then every second critic, both in the
-    order `critic_order` (sorted by the critics' activation)."""
+    The first and the second critics are two stacks (rows in `critic_order`, sorted by the
+    critics' activation): tensors of P rows stay in the CPU's cache where 2P rows would not
+    (~2x faster per update, measured)."""
 
     def __init__(self, individuals):
         first = individuals[0]
@@ -263,50 +264,50 @@ class _Group:
         self.gamma, self.tau, self.clip, self.noise_clip = (
             first.config[k] for k in ("gamma", "tau", "clip_grad", "noise_clip"))
         self.critic_order = sorted(range(self.p), key=lambda i: individuals[i].critics[0].activation)
-        self.critic_nets = [individuals[i].critics[c] for c in (0, 1) for i in self.critic_order]
+        self.critic_nets = [[individuals[i].critics[c] for i in self.critic_order] for c in (0, 1)]
         self.actors = StackedMLP([ind.actor for ind in individuals], self.device)
-        self.critics = StackedMLP(self.critic_nets, self.device)
+        self.critics = [StackedMLP(nets, self.device) for nets in self.critic_nets]
+        self.critic_params = self.critics[0].params + self.critics[1].params
         self.actor_targets = [t.detach().clone() for t in self.actors.params]
-        self.critic_targets = [t.detach().clone() for t in self.critics.params]
-        lr_actor = [ind.hp["lr_actor"] for ind in individuals]
-        lr_critic = [individuals[i].hp["lr_critic"] for i in self.critic_order]
-        p = self.p
-        self.actor_opt = StackedOptimizer(self.actors.params, lr_actor, [[i] for i in range(p)], kind)
-        self.critic_opt = StackedOptimizer(self.critics.params, lr_critic,
-                                           [[i, p + i] for i in range(p)], kind)
+        self.critic_targets = [t.detach().clone() for t in self.critic_params]
+        rows = [[i] for i in range(self.p)]
+        self.actor_opt = StackedOptimizer(self.actors.params, [ind.hp["lr_actor"] for ind in individuals],
+                                          rows, kind)
+        self.critic_opt = StackedOptimizer(
+            self.critic_params, [individuals[i].hp["lr_critic"] for i in self.critic_order], rows, kind)
         self.noise_std = torch.tensor([ind.hp["policy_noise"] for ind in individuals],
                                       dtype=self.actors.dtype, device=self.device).view(-1, 1, 1)
         identity = self.critic_order == list(range(self.p))
         self.to_critic = None if identity else torch.tensor(self.critic_order, device=self.device)
         self.from_critic = None if identity else torch.tensor(
             np.argsort(self.critic_order), device=self.device)
-        self.first_critics = _RowView(self.critics, slice(0, self.p))
 
-    def q_values(self, params, obs, action) -> torch.Tensor:
-        """(P, 2, B): both critics of every individual, in the individuals' order."""
+    def _critic_input(self, obs, action) -> torch.Tensor:
         x = torch.cat([obs, action], 2)
-        if self.to_critic is not None:
-            x = x.index_select(0, self.to_critic)
-        q = self.critics.forward(params, torch.cat([x, x])).view(2, self.p, -1)
-        if self.from_critic is not None:
-            q = q.index_select(1, self.from_critic)
-        return q.transpose(0, 1)
+        return x if self.to_critic is None else x.index_select(0, self.to_critic)
+
+    def _in_individual_order(self, q: torch.Tensor) -> torch.Tensor:
+        return q if self.from_critic is None else q.index_select(0, self.from_critic)
+
+    def q_values(self, params, obs, action) -> list[torch.Tensor]:
+        """[Q1, Q2], each (P, B), in the individuals' order; `params`: both critics' stacks."""
+        x = self._critic_input(obs, action)
+        half = len(self.critics[0].params)
+        return [self._in_individual_order(critic.forward(part, x).squeeze(-1))
+                for critic, part in zip(self.critics, (params[:half], params[half:]))]
 
     def q1_of_policy(self, obs) -> torch.Tensor:
         """(P, B): the first critic (frozen) at the current actors' actions."""
-        x = torch.cat([obs, self.actors.forward(self.actors.params, obs)], 2)
-        if self.to_critic is not None:
-            x = x.index_select(0, self.to_critic)
-        frozen = [t.detach()[:self.p] for t in self.critics.params]
-        q = self.first_critics.forward(frozen, x).squeeze(-1)
-        return q if self.from_critic is None else q.index_select(0, self.from_critic)
+        x = self._critic_input(obs, self.actors.forward(self.actors.params, obs))
+        frozen = [t.detach() for t in self.critics[0].params]
+        return self._in_individual_order(self.critics[0].forward(frozen, x).squeeze(-1))
 
     def train(self, buffer, n_updates: int, rngs) -> list[float]:
         p, b, device, dtype = self.p, self.batch_size, self.device, self.actors.dtype
         # the same draws, in the same order, as TD3Individual.learn makes from its rng
         generators = [torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
                       for rng in rngs]
-        online = self.actors.params + self.critics.params
+        online = self.actors.params + self.critic_params
         targets = self.actor_targets + self.critic_targets
         losses = torch.zeros(p, dtype=dtype, device=device)
         for step in range(n_updates):
@@ -320,18 +321,19 @@ class _Group:
                                                  dtype=dtype) for g in generators])
                 noise = (noise * self.noise_std).clamp(-self.noise_clip, self.noise_clip)
                 next_action = (self.actors.forward(self.actor_targets, next_obs) + noise).clamp(-1, 1)
-                next_q = self.q_values(self.critic_targets, next_obs, next_action).min(1).values
-                y = reward + self.gamma * (1 - terminated) * next_q.squeeze(-1)
-            q = self.q_values(self.critics.params, obs, action).squeeze(-1)
-            per_individual = (q - y.unsqueeze(1)).pow(2).mean(2).sum(1)  # mse(q1, y) + mse(q2, y)
-            self._step(self.critic_opt, per_individual.sum(), self.critics.params)
+                next_q = torch.min(*self.q_values(self.critic_targets, next_obs, next_action))
+                y = reward + self.gamma * (1 - terminated) * next_q
+            q1, q2 = self.q_values(self.critic_params, obs, action)
+            per_individual = (q1 - y).pow(2).mean(1) + (q2 - y).pow(2).mean(1)  # the two MSEs
+            self._step(self.critic_opt, per_individual.sum(), self.critic_params)
             losses += per_individual.detach()
             if step % self.delay == 0:  # delayed actor and target updates
                 self._step(self.actor_opt, -self.q1_of_policy(obs).mean(1).sum(), self.actors.params)
                 with torch.no_grad():
                     torch._foreach_lerp_(targets, online, self.tau)
         self.actors.write_back([ind.actor for ind in self.individuals])
-        self.critics.write_back(self.critic_nets)
+        for critic, nets in zip(self.critics, self.critic_nets):
+            critic.write_back(nets)
         if n_updates == 0:
             return [float("nan")] * p
         return (losses / n_updates / 2).tolist()
@@ -340,18 +342,6 @@ class _Group:
         grads = list(torch.autograd.grad(loss, params))
         _clip_(grads, self.clip)
         optimizer.step(grads)
-
-
-class _RowView(StackedMLP):
-    """A StackedMLP restricted to some rows (networks) of another, sharing its constants."""
-
-    def __init__(self, stack: StackedMLP, rows: slice):  # noqa: no StackedMLP.__init__ here
-        self.__dict__.update(stack.__dict__)
-        self.n = len(range(*rows.indices(stack.n)))
-        self.layers = [tuple(t[rows] for t in layer) for layer in stack.layers]
-        self.activation_runs = [(max(s, rows.start) - rows.start, min(e, rows.stop) - rows.start, fn)
-                                for s, e, fn in stack.activation_runs
-                                if min(e, rows.stop) > max(s, rows.start)]
 
 
 class PopulationPolicy:

@@ -78,3 +78,21 @@ def test_quick_comparison_runs_and_writes_its_results(name, tmp_path):
     for key in keys:
         assert key in result, f"{name}.json lacks {key!r}"
     assert "|---|" in proc.stdout  # the printed table
+
+
+def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path):
+    """Needs no peer: SEARL's batched vs one-by-one population training, tiny budget."""
+    proc = run_script("searl_population_speed", "--quick", "--pairs", "1", "--updates", "20",
+                      "--results-dir", str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "searl_population_speed.json").read_text())
+    for key in ("batched_updates_per_s", "serial_updates_per_s", "speedup",
+                "serial_peak_rss_mb", "batched_peak_rss_mb"):
+        assert result[key] > 0
+    assert result["speedup"] == result["batched_updates_per_s"] / result["serial_updates_per_s"]
+    assert "|---|" in proc.stdout
+
+
+def test_searl_population_speed_refuses_bad_input_in_one_line():
+    proc = run_script("searl_population_speed", "--pairs", "0", timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
