@@ -1,5 +1,7 @@
 """searl/train.py end to end: smoke runs, resume, bad input, and a seeded learning test."""
 import json
+import subprocess
+import sys
 
 import pytest
 from helpers import ROOT, rows, run_train, without_wall_time
@@ -27,6 +29,26 @@ def test_smoke_preset_writes_every_output(tmp_path):
     population = rows(run / "population.csv")
     assert len(population) == 9 and population[3]["parent"] != ""
     assert (run / "population.png").exists() and (run / "learning_curve.png").exists()
+    # the final elite stands alone: searl/evaluate.py plays it
+    played = subprocess.run([sys.executable, str(ROOT / "searl" / "evaluate.py"), str(run),
+                             "--episodes", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert f"individual {metrics[-1]['elite_id']} " in played.stdout and "over 2 episodes" in played.stdout
+
+
+@pytest.mark.parametrize("env, expected", [("CartPole-v1", (0.0, 100.0)),
+                                           ("ALE/Pong-v5", (-10.0, 10.0)),
+                                           ("Acrobot-v1", (-100.0, 0.0))])
+def test_dqn_value_support_follows_the_env(env, expected):
+    """C51's support is the env's (the smoke preset once kept CartPole's for every env)."""
+    from searl.train import build_config, parse_args
+
+    config = build_config(parse_args(["--config_file", str(ROOT / "searl" / "configs" / "searl_dqn.yaml"),
+                                      "--smoke", "--env", env]))
+    assert (config["dqn"]["v_min"], config["dqn"]["v_max"]) == expected
+    config = build_config(parse_args(["--config_file", str(ROOT / "searl" / "configs" / "searl_dqn.yaml"),
+                                      "--smoke", "--env", env, "--set", "dqn.v_max=50"]))
+    assert config["dqn"]["v_max"] == 50   # unless the user sets it
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -98,6 +120,9 @@ def test_searl_dqn_smoke_on_cartpole(tmp_path):
                    "--out-dir", str(tmp_path / "dqn"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert check_run_dir(tmp_path / "dqn") == []
+    played = subprocess.run([sys.executable, str(ROOT / "searl" / "evaluate.py"), str(tmp_path / "dqn"),
+                             "--episodes", "1"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert played.returncode == 0 and "CartPole-v1: mean return" in played.stdout, played.stderr
     metrics = rows(tmp_path / "dqn" / "metrics.csv")
     assert len(metrics) >= 2 and int(metrics[1]["updates_per_individual"]) >= 100
     population = rows(tmp_path / "dqn" / "population.csv")
