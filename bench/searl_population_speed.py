@@ -65,25 +65,28 @@ def child(side: str, updates: int, grown: bool) -> dict:
     """One side's measurement (run in its own process by `run_child`)."""
     import torch
 
-    from searl.batched_td3 import learn_together, reuse_freed_memory
+    from searl.batched_td3 import reuse_freed_memory
+    from searl.td3 import TD3Individual
 
     torch.set_num_threads(1)
     reuse_freed_memory()   # what searl/train.py does on a CPU; the one-by-one side gains too
     buffer = fill_buffer(20_000)
     population = make_population(grown)
     rngs = [np.random.default_rng(100 + i) for i in range(POPULATION)]
-    warmup = max(10, updates // 20)
-    if side == "batched":
-        learn_together(population, buffer, warmup, rngs)
-    else:
-        for individual, rng in zip(population, rngs):
-            individual.learn(buffer, warmup, rng)
+    groups = TD3Individual.batching_groups(population)   # as searl.algorithm.train_population
+
+    def train(n: int) -> None:
+        if side == "batched":
+            for group in groups:
+                TD3Individual.learn_together([population[i] for i in group], buffer, n,
+                                             [rngs[i] for i in group])
+        else:
+            for individual, rng in zip(population, rngs):
+                individual.learn(buffer, n, rng)
+
+    train(max(10, updates // 20))   # warm-up
     wall, cpu = time.perf_counter(), time.process_time()
-    if side == "batched":
-        learn_together(population, buffer, updates, rngs)
-    else:
-        for individual, rng in zip(population, rngs):
-            individual.learn(buffer, updates, rng)
+    train(updates)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     total = updates * POPULATION
     return {"side": side, "updates_per_s": total / wall, "cpu_updates_per_s": total / cpu,

@@ -41,7 +41,9 @@ ACTIVATION_FUNCTIONS = {"relu": F.relu, "elu": F.elu, "tanh": torch.tanh}
 class StackedMLP:
     """N `searl.evolvable.EvolvableMLP`s of any widths, depths and activations (same input and
     output sizes) as padded tensors of shape (N, ...); `forward(params, x)` maps (N, B, in) to
-    (N, B, out). `params` are the stacked parameters (or detached copies, e.g. targets)."""
+    (N, B, out). `params` are the stacked parameters (or detached copies, e.g. targets).
+    Layer l is padded to the widest network at that layer (a network that has no layer l
+    passes its last layer's units through it)."""
 
     def __init__(self, nets, device=None):
         first = nets[0].output.weight
@@ -49,17 +51,18 @@ class StackedMLP:
         dtype = first.dtype
         self.n, self.device, self.dtype = len(nets), device, dtype
         self.depth = max(len(net.layers) for net in nets)
-        self.width = max(max(net.hidden) for net in nets)
+        self.widths = [max(net.hidden[min(l, len(net.hidden) - 1)] for net in nets)
+                       for l in range(self.depth)]
         self.layer_norm = nets[0].layer_norm
         self.output_tanh = nets[0].output_activation == "tanh"
-        in_dim, out_dim, n, width = nets[0].in_dim, nets[0].out_dim, len(nets), self.width
+        in_dim, out_dim, n = nets[0].in_dim, nets[0].out_dim, len(nets)
 
         def zeros(*shape):
             return torch.zeros(n, *shape, dtype=dtype)
 
         self.params, self.layers = [], []
-        for l in range(self.depth):
-            fan_in = in_dim if l == 0 else width
+        for l, width in enumerate(self.widths):
+            fan_in = in_dim if l == 0 else self.widths[l - 1]
             weight, bias, gain, beta = zeros(width, fan_in), zeros(width), zeros(width), zeros(width)
             alpha, mask, skip = zeros(1, 1), zeros(1, width), zeros(1, width)
             count, eps, plain, residual = zeros(1, 1), zeros(1, 1), zeros(1, 1), zeros(1, 1)
@@ -85,7 +88,7 @@ class StackedMLP:
                       ([alpha] if l > 0 else [])
             self.params += [t.to(device).requires_grad_() for t in tensors]
             self.layers.append(tuple(t.to(device) for t in (mask, count, eps, skip, plain, residual)))
-        out_weight, out_bias = zeros(out_dim, width), zeros(out_dim)
+        out_weight, out_bias = zeros(out_dim, self.widths[-1]), zeros(out_dim)
         for i, net in enumerate(nets):
             out_weight[i, :, :net.hidden[-1]] = net.output.weight.detach()
             out_bias[i] = net.output.bias.detach()
@@ -96,10 +99,11 @@ class StackedMLP:
         starts = [i for i in range(n) if i == 0 or names[i] != names[i - 1]]
         self.activation_runs = [(start, end, ACTIVATION_FUNCTIONS[names[start]])
                                 for start, end in zip(starts, starts[1:] + [n])]
-        # layers where every network has all `width` units, one eps and no skip path can use
-        # torch's fused layer_norm and need no mixing (the usual case early in a run)
-        self.fused_eps = [float(c[2][0]) if bool((c[1] == width).all())
-                          and len(set(c[2].flatten().tolist())) == 1 else None for c in self.layers]
+        # layers where every network has all the layer's units and one eps can use torch's
+        # fused layer_norm (the usual case early in a run)
+        self.fused_eps = [float(c[2][0]) if bool((c[1] == w).all())
+                          and len(set(c[2].flatten().tolist())) == 1 else None
+                          for c, w in zip(self.layers, self.widths)]
         self.all_plain = [bool((c[4] == 1).all()) for c in self.layers]
 
     def forward(self, params, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +116,8 @@ class StackedMLP:
                 gain, beta = params[k].unsqueeze(1), params[k + 1].unsqueeze(1)
                 k += 2
                 if self.fused_eps[l] is not None:
-                    z = torch.addcmul(beta, F.layer_norm(z, (self.width,), eps=self.fused_eps[l]), gain)
+                    z = torch.addcmul(beta, F.layer_norm(z, (self.widths[l],), eps=self.fused_eps[l]),
+                                      gain)
                 else:
                     z = _masked_layer_norm(z, mask, count, eps, gain, beta)
             y = self._activation(z)
@@ -121,7 +126,8 @@ class StackedMLP:
             else:  # plain: y; residual: skip(h) + alpha y; identity: h
                 alpha = params[k]
                 k += 1
-                h = y if self.all_plain[l] else torch.addcmul(skip * h, plain + residual * alpha, y)
+                h = y if self.all_plain[l] else torch.addcmul(_resized(h, y.shape[-1]) * skip,
+                                                              plain + residual * alpha, y)
         out = torch.baddbmm(params[k + 1].unsqueeze(1), h, params[k].transpose(1, 2))
         return torch.tanh(out) if self.output_tanh else out
 
@@ -157,6 +163,13 @@ class StackedMLP:
                     layer.alpha.copy_(alpha[i, 0, 0])
             net.output.weight.copy_(params[k][i, :, :net.hidden[-1]])
             net.output.bias.copy_(params[k + 1][i])
+
+
+def _resized(h: torch.Tensor, width: int) -> torch.Tensor:
+    """h's units cut or zero-padded to `width` (a skip path between layers of other widths)."""
+    if h.shape[-1] >= width:
+        return h[..., :width]
+    return F.pad(h, (0, width - h.shape[-1]))
 
 
 def _masked_layer_norm(z, mask, count, eps, gain, beta):
@@ -230,10 +243,15 @@ def _clip_(grads, clip: float) -> None:
 
 def batching_groups(individuals) -> list[list[int]]:
     """Indices of the individuals that can share one batched computation: same batch size,
-    policy delay and optimizer (learning rates and policy noise may differ)."""
+    policy delay, optimizer and number of layers (learning rates, policy noise, widths and
+    activations may differ). Depth splits the population because a shallow network padded to a
+    deep one would compute every missing layer for nothing (measured: 4x slower than one by one
+    for a grown population)."""
     groups = defaultdict(list)
     for i, ind in enumerate(individuals):
-        groups[(ind.hp["batch_size"], ind.hp["policy_delay"], ind.hp["optimizer"])].append(i)
+        key = (ind.hp["batch_size"], ind.hp["policy_delay"], ind.hp["optimizer"],
+               len(ind.actor.layers))
+        groups[key].append(i)
     return list(groups.values())
 
 
@@ -339,7 +357,9 @@ class _Group:
         return (losses / n_updates / 2).tolist()
 
     def _step(self, optimizer, loss, params) -> None:
-        grads = list(torch.autograd.grad(loss, params))
+        # a layer plain in every network leaves its (unused) alpha without a gradient
+        grads = [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True))]
         _clip_(grads, self.clip)
         optimizer.step(grads)
 

@@ -146,7 +146,10 @@ class TD3Individual:
 
     @staticmethod
     def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
-        """`learn` for every individual as one batched computation, with the same numbers."""
+        """`learn` for every individual as one batched computation, with the same numbers
+        (a group of one learns on its own: nothing to batch, no padding to pay for)."""
+        if len(individuals) == 1:
+            return [individuals[0].learn(buffer, n_updates, rngs[0])]
         results = batched_td3.learn_together(individuals, buffer, n_updates, rngs)
         for individual in individuals:
             individual.train_steps += n_updates
