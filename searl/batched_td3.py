@@ -11,17 +11,18 @@ same numbers (tests/test_searl_batched.py checks both paths agree after several 
 growth and activation mutations).
 
 Individuals of different shapes are batched by padding (`StackedMLP`):
-- every hidden layer is padded to the population's widest layer, with zero weights, and a unit
-  mask keeps LayerNorm's mean and variance over each individual's own units (a masked
+- each hidden layer is padded to the widest network at that layer, with zero weights, and a
+  unit mask keeps LayerNorm's mean and variance over each individual's own units (a masked
   LayerNorm); padded units stay exactly zero in value and gradient, so training leaves them 0;
-- a network with fewer layers than the deepest passes through identity layers (skip = 1,
-  branch = 0); residual layers (searl.evolvable) keep their partial skip and their alpha;
-- each network's activation (relu, elu, tanh) is selected per individual.
+- residual layers (searl.evolvable) keep their partial skip and their alpha; a network with
+  fewer layers than the deepest passes through identity layers (used when the whole population
+  acts together; training groups have one depth);
+- each network's activation (relu, elu, tanh) is applied to its own rows.
 
-Mutable hyperparameters that change the shape of the computation (batch size, policy delay,
-optimizer) split the population into groups that are each trained batched; learning rates and
-the target-policy noise are per-individual tensors, so the default config (mutating lr_actor
-and lr_critic) trains the whole population as one group.
+What changes the shape of the computation (batch size, policy delay, optimizer, number of
+layers) splits the population into groups that are each trained batched; learning rates, the
+target-policy noise, widths and activations may differ within a group, so the default config
+(mutating lr_actor and lr_critic) starts as one group.
 """
 from __future__ import annotations
 
@@ -245,8 +246,8 @@ def batching_groups(individuals) -> list[list[int]]:
     """Indices of the individuals that can share one batched computation: same batch size,
     policy delay, optimizer and number of layers (learning rates, policy noise, widths and
     activations may differ). Depth splits the population because a shallow network padded to a
-    deep one would compute every missing layer for nothing (measured: 4x slower than one by one
-    for a grown population)."""
+    deep one would compute every missing layer for nothing (measured: 3-4x slower than one by
+    one for a population grown to 1-3 layers)."""
     groups = defaultdict(list)
     for i, ind in enumerate(individuals):
         key = (ind.hp["batch_size"], ind.hp["policy_delay"], ind.hp["optimizer"],
@@ -271,8 +272,8 @@ def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
 class _Group:
     """The stacked actors, twin critics, targets and optimizers of one batching group.
     The first and the second critics are two stacks (rows in `critic_order`, sorted by the
-    critics' activation): tensors of P rows stay in the CPU's cache where 2P rows would not
-    (~2x faster per update, measured)."""
+    critics' activation): tensors of P rows stay in the CPU's cache better than 2P rows (a few
+    percent faster per update, measured)."""
 
     def __init__(self, individuals):
         first = individuals[0]

@@ -72,6 +72,7 @@ def test_resume_continues_exactly(tmp_path):
     (["--set", "td3.lr_actr=0.1"], "unknown config key 'td3.lr_actr'"),
     (["--device", "cuda:7"], "--device"),
     (["--resume"], "--resume needs --out-dir"),
+    (["--set", "td3.reset_each_learn=false"], "use --one-by-one"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
     result = train(*args, "--expt_dir", str(tmp_path))
