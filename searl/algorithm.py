@@ -6,7 +6,10 @@
 The loop is written against a small individual interface (`act`, `learn`, `clone`,
 `mutate_parameters`, `mutate_architecture`, `mutate_activation`, `mutate_rl_hyperparameter`,
 `describe`, and the attributes `index`, `parent`, `mutation`, `fitness`) that both the TD3
-individual (searl/td3.py) and the DQN individual (searl/dqn.py) implement.
+individual (searl/td3.py) and the DQN individual (searl/dqn.py) implement. The TD3 individual
+also offers the whole-population forms (`batching_groups`, `learn_together`,
+`population_policy`; searl/batched_td3.py) that `train_population(batched=True)` and
+`evaluate_population(policy=...)` use: the same computation, batched.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Play a trained SEARL (or baseline) policy: the elite a run exported as `elite_policy.pt`.
 
     python searl/evaluate.py RUN_DIR --episodes 10            # noise-free episodes, mean return
-    python searl/evaluate.py RUN_DIR/elite_policy.pt --env Walker2d-v5 --seed 3
+    python searl/evaluate.py RUN_DIR/elite_policy.pt --episodes 20 --seed 3
 
-`searl/train.py` writes `elite_policy.pt` into the run folder after every generation (SEARL: the
-elite just selected; single-agent baselines: the agent at each test). The file stands alone: the
+`searl/train.py` writes `elite_policy.pt` into the run folder (SEARL: the elite just selected,
+after every generation; the single-agent baselines: the agent, at the end). The file stands alone: the
 weights, the architecture (hidden widths, skips, activation, LayerNorm eps), and how actions map
 to the env (policy output in [-1, 1] scaled to the action bounds; observations are used raw, as in
 training: SEARL does not normalise them). TD3 actors are rebuilt from that description; DQN
@@ -93,6 +93,10 @@ def load_policy(path) -> LoadedPolicy:
 def play(policy: LoadedPolicy, env_id: str, episodes: int, seed: int) -> list[float]:
     """Noise-free episodes; returns each episode's undiscounted return."""
     env = _make_env(env_id, seed)
+    if policy.kind == "td3" and env.observation_space.shape != (policy.payload["architecture"]["in_dim"],):
+        raise UsageError(f"the policy takes {policy.payload['architecture']['in_dim']} observations; "
+                         f"{env_id} gives {env.observation_space.shape}: pass the env it was trained on "
+                         f"({policy.env_id})")
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)

@@ -34,6 +34,9 @@ def test_smoke_preset_writes_every_output(tmp_path):
                              "--episodes", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert played.returncode == 0, played.stderr[-2000:]
     assert f"individual {metrics[-1]['elite_id']} " in played.stdout and "over 2 episodes" in played.stdout
+    wrong = subprocess.run([sys.executable, str(ROOT / "searl" / "evaluate.py"), str(run), "--env",
+                            "HalfCheetah-v5"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "takes 3 observations" in wrong.stderr
 
 
 @pytest.mark.parametrize("env, expected", [("CartPole-v1", (0.0, 100.0)),
