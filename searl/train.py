@@ -89,7 +89,8 @@ def parse_args(argv):
                         help="population size (default: 10)")
     parser.add_argument("--one-by-one", action="store_true",
                         help="train and evaluate the individuals one after another instead of "
-                             "as one batched computation (sets batched: false; same numbers)")
+                             "as one batched computation (sets batched: false; the same computation, "
+                             "equal up to float rounding)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs at the end")
     return parser.parse_args(argv)
 
