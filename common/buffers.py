@@ -41,6 +41,21 @@ class _Segment(NamedTuple):
     dtype: str
 
 
+def _no_room_message(need: int) -> str:
+    free = shutil.disk_usage(SHM_DIR).free if os.path.isdir(SHM_DIR) else 0
+    return (f"the replay buffer needs {need / 2**20:,.0f} MiB of shared memory in {SHM_DIR}, "
+            f"{free / 2**20:,.0f} MiB is free: enlarge {SHM_DIR} (docker run --shm-size) or use "
+            f"--backend serial")
+
+
+def require_shared_memory(need: int) -> None:
+    """One UsageError line when /dev/shm cannot hold `need` more bytes (a train.py calls this
+    before it creates a run folder; `share_memory_` again when it moves the arrays)."""
+    free = shutil.disk_usage(SHM_DIR).free if os.path.isdir(SHM_DIR) else 0
+    if need > free:
+        raise UsageError(_no_room_message(need))
+
+
 def _map_segment(name: str, shape: tuple, dtype, writable: bool) -> np.ndarray:
     """An array over the shared memory segment `name`.
 
@@ -102,23 +117,22 @@ class SharedMemoryMixin:
             weakref.finalize(self, _unlink_all, self._shared)
         moving = [name for name in self._SHARED_ARRAYS if not self._in_segment(name)]
         need = sum(getattr(self, name).nbytes for name in moving)
-        free = shutil.disk_usage(SHM_DIR).free if os.path.isdir(SHM_DIR) else 0
-        no_room = (f"the replay buffer needs {need / 2**20:,.0f} MiB of shared memory in "
-                   f"{SHM_DIR}, {free / 2**20:,.0f} MiB is free: enlarge {SHM_DIR} (docker run "
-                   f"--shm-size) or use --backend serial")
-        if need > free:
-            raise UsageError(no_room)
+        require_shared_memory(need)
         for name in moving:
             try:
                 segment, view = _new_segment(getattr(self, name))
             except OSError as error:
-                raise UsageError(no_room) from error
+                raise UsageError(_no_room_message(need)) from error
             replaced = self._shared.get(name)
             self._shared[name] = segment, view
             setattr(self, name, view)
             if replaced is not None:
                 replaced[0].unlink()
         return self
+
+    def shared_bytes(self) -> int:
+        """Bytes of shared memory the whole buffer takes once shared (its full capacity)."""
+        return sum(getattr(self, name).nbytes for name in self._SHARED_ARRAYS)
 
     def _in_segment(self, name: str) -> bool:
         entry = self.__dict__.get("_shared", {}).get(name)

@@ -50,7 +50,7 @@ class StackedMLP:
         first = nets[0].output.weight
         device = torch.device(device) if device is not None else first.device
         dtype = first.dtype
-        self.n, self.device, self.dtype = len(nets), device, dtype
+        self.device, self.dtype = device, dtype
         self.depth = max(len(net.layers) for net in nets)
         self.widths = [max(net.hidden[min(l, len(net.hidden) - 1)] for net in nets)
                        for l in range(self.depth)]
@@ -138,9 +138,9 @@ class StackedMLP:
         return torch.cat([fn(z[start:end]) for start, end, fn in self.activation_runs])
 
     @torch.no_grad()
-    def write_back(self, nets, params=None) -> None:
+    def write_back(self, nets) -> None:
         """Copy each individual's slice of the stacked parameters into its own network."""
-        params = self.params if params is None else params
+        params = self.params
         for i, net in enumerate(nets):
             k = 0
             for l in range(self.depth):

@@ -565,19 +565,29 @@ class DQNIndividual:
         kind = "residual mlp layer" if skip else "mlp layer"
         return f"{kind} {len(hidden)} added ({_join(arch['hidden'])})"
 
-    def _add_nodes(self, rng: np.random.Generator, layer: int | None = None) -> str:
-        """Nodes for hidden `layer` (drawn among those below the limit when None)."""
-        hidden = self.arch["hidden"]
-        increments = self.config["node_increments"]
+    def _draw_growth(self, key: str, increments_key: str, limit_key: str, rng, layer,
+                     units: str, kind: str):
+        """(layer, amount): `amount` more units for arch[key][layer], the layer drawn among
+        those with room when None; or the description of a no-op when none has room."""
+        increments = self.config[increments_key]
         amount = int(increments[rng.integers(len(increments))])
-        layers = [i for i, h in enumerate(hidden) if h + amount <= self.config["max_nodes"]]
+        layers = [i for i, size in enumerate(self.arch[key]) if size + amount <= self.config[limit_key]]
         if layer is None:
             if not layers:
-                return f"no-op (+{amount} nodes: every layer at its limit)"
+                return f"no-op (+{amount} {units}: every layer at its limit)"
             layer = layers[int(rng.integers(len(layers)))]
         elif layer not in layers:
-            return f"no-op (+{amount} nodes: mlp layer {layer} at its limit)"
-        old_size = hidden[layer]
+            return f"no-op (+{amount} {units}: {kind} {layer} at its limit)"
+        return layer, amount
+
+    def _add_nodes(self, rng: np.random.Generator, layer: int | None = None) -> str:
+        """Nodes for hidden `layer` (drawn among those below the limit when None)."""
+        drawn = self._draw_growth("hidden", "node_increments", "max_nodes", rng, layer,
+                                  "nodes", "mlp layer")
+        if isinstance(drawn, str):
+            return drawn
+        layer, amount = drawn
+        old_size = self.arch["hidden"][layer]
         arch = copy.deepcopy(self.arch)
         arch["hidden"][layer] += amount
         new = self._apply(arch, rng)
@@ -668,17 +678,12 @@ class DQNIndividual:
 
     def _add_channels(self, rng: np.random.Generator, layer: int | None = None) -> str:
         """Channels for conv `layer` (drawn among those below the limit when None)."""
-        channels = self.arch["channels"]
-        increments = self.config["channel_increments"]
-        amount = int(increments[rng.integers(len(increments))])
-        layers = [i for i, c in enumerate(channels) if c + amount <= self.config["max_channels"]]
-        if layer is None:
-            if not layers:
-                return f"no-op (+{amount} channels: every layer at its limit)"
-            layer = layers[int(rng.integers(len(layers)))]
-        elif layer not in layers:
-            return f"no-op (+{amount} channels: conv layer {layer} at its limit)"
-        old_size = channels[layer]
+        drawn = self._draw_growth("channels", "channel_increments", "max_channels", rng, layer,
+                                  "channels", "conv layer")
+        if isinstance(drawn, str):
+            return drawn
+        layer, amount = drawn
+        old_size = self.arch["channels"][layer]
         arch = copy.deepcopy(self.arch)
         arch["channels"][layer] += amount
         new = self._apply(arch, rng)

@@ -13,6 +13,7 @@ networks are stored as the module itself (their conv layers carry per-layer padd
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from common.cli import ArgumentParser, UsageError, run_main
 from common.envs import check_env_id, make_env
 from common.runs import load_checkpoint, save_checkpoint
+from searl.algorithm import to_env_action
 from searl.evolvable import EvolvableMLP
 
 ELITE_FILE = "elite_policy.pt"
@@ -39,14 +41,8 @@ def export_policy(path, individual, config: dict, env) -> None:
                        action_low=np.asarray(env.action_space.low, dtype=np.float64),
                        action_high=np.asarray(env.action_space.high, dtype=np.float64))
     else:  # DQN: greedy on the expected Q of the distributional network (mean weights)
-        payload.update(kind="dqn", network=_cpu_copy(individual.net))
+        payload.update(kind="dqn", network=copy.deepcopy(individual.net).to("cpu").eval())
     save_checkpoint(payload, path)
-
-
-def _cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(module).to("cpu").eval()
 
 
 class LoadedPolicy:
@@ -57,7 +53,6 @@ class LoadedPolicy:
         self.kind, self.env_id = payload["kind"], payload["env"]
         if self.kind == "td3":
             self.net = EvolvableMLP.from_architecture(payload["architecture"], payload["state_dict"])
-            self.low, self.high = payload["action_low"], payload["action_high"]
         else:
             self.net = payload["network"]
         self.net.eval()
@@ -65,11 +60,12 @@ class LoadedPolicy:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray):
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.uint8 if self.kind == "dqn"
-                            and np.asarray(obs).dtype == np.uint8 else self.dtype).unsqueeze(0)
+        """The policy's action: in [-1, 1] (TD3; `action_low` / `action_high` in the file map
+        it to the env's bounds, as `searl.algorithm.to_env_action` does) or an action index."""
+        x = torch.as_tensor(np.asarray(obs)).unsqueeze(0)
+        x = x if x.dtype == torch.uint8 else x.to(self.dtype)   # Atari frames stay uint8
         if self.kind == "td3":
-            action = self.net(x)[0].numpy().astype(np.float64)
-            return self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+            return self.net(x)[0].numpy()
         return int(self.net.q_values(x).argmax(1).item())
 
 
@@ -102,7 +98,8 @@ def play(policy: LoadedPolicy, env_id: str, episodes: int, seed: int) -> list[fl
         obs, _ = env.reset(seed=seed + episode)
         done, total = False, 0.0
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            obs, reward, terminated, truncated, _ = env.step(
+                to_env_action(policy.act(obs), env.action_space))
             total, done = total + float(reward), terminated or truncated
         returns.append(total)
     env.close()

@@ -51,10 +51,6 @@ class DenseLayer(nn.Module):
         self.skip = int(skip)
         self.alpha = nn.Parameter(torch.zeros(())) if skip else None
 
-    @property
-    def residual(self) -> bool:
-        return self.skip > 0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # functional calls on the submodules' parameters: going through each submodule's
         # __call__ costs more than the arithmetic of a 128-unit layer on a CPU (bench/README.md)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.buffers import ReplayBuffer
+from common.buffers import ReplayBuffer, require_shared_memory
 from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
 from common.config import load_config_file, parse_overrides, resolve_config
 from common.device import resolve_device, seed_everything
@@ -104,9 +104,10 @@ def build_config(args) -> dict:
     smoke = SMOKE[algorithm] if args.smoke else None
     if args.one_by_one:
         flags["batched"] = False
-    config = resolve_config(DEFAULTS, file_layer, smoke, parse_overrides(args.overrides), flags)
+    overrides = parse_overrides(args.overrides)
+    config = resolve_config(DEFAULTS, file_layer, smoke, overrides, flags)
     if algorithm.endswith("dqn"):  # C51's value support for this env unless the user set one
-        explicit = {**(file_layer.get("dqn") or {}), **parse_overrides(args.overrides).get("dqn", {})}
+        explicit = {**(file_layer.get("dqn") or {}), **overrides.get("dqn", {})}
         for key, value in value_support_for(config["env"]).items():
             if key not in explicit:
                 config["dqn"][key] = value
@@ -294,6 +295,7 @@ def restore_state(saved: dict) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
+    run = state = buffer_state = None
     if args.resume:
         run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="total_steps")
         config = resolve_config(DEFAULTS, saved_config)
@@ -302,10 +304,6 @@ def main(argv=None) -> None:
         state = restore_state(saved)
     else:
         config = build_config(args)
-        run = RunDir(args.out_dir or default_run_dir("searl", config["env"], config["seed"],
-                                                     root=args.expt_dir))
-        state = buffer_state = None
-    run.write_config(config)
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
     if uses_batched_population(config) and device.type == "cpu":
@@ -314,6 +312,12 @@ def main(argv=None) -> None:
     env = make_env_for(config, config["seed"])
     test_env = make_env_for(config, config["seed"] + 100)
     buffer = make_buffer(config, env, config["seed"])
+    if args.backend == "process" and config["algorithm"].startswith("searl"):
+        require_shared_memory(buffer.shared_bytes())   # workers read the memory from /dev/shm
+    if run is None:  # every check done: only now the run folder
+        run = RunDir(args.out_dir or default_run_dir("searl", config["env"], config["seed"],
+                                                     root=args.expt_dir))
+    run.write_config(config)
     if buffer_state is not None:
         buffer.load_state_dict(buffer_state)
 

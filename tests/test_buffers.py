@@ -250,3 +250,16 @@ def test_frame_replay_buffer_shares_its_frames_and_its_grown_start_ring():
     assert_same_batch(restored.batch_at(idx), buffer.batch_at(idx))
     buffer.release_shared_memory()
     assert not any(os.path.exists(path) for path in new_paths)
+
+
+def test_require_shared_memory_is_one_clear_line_when_dev_shm_is_too_small():
+    """train.py asks this before it creates a run folder for --backend process."""
+    from common.buffers import require_shared_memory
+    from common.cli import UsageError
+
+    require_shared_memory(1)
+    with pytest.raises(UsageError, match="shared memory in /dev/shm.*--backend serial") as error:
+        require_shared_memory(1 << 60)
+    assert "\n" not in str(error.value)
+    buffer = ReplayBuffer(100, (17,), (6,))
+    assert buffer.shared_bytes() == 100 * (17 * 4 * 2 + 6 * 4 + 4 + 2)
