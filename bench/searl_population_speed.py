@@ -24,6 +24,7 @@ import numpy as np
 from common.cli import ArgumentParser, UsageError, run_main
 
 POPULATION, BATCH, HIDDEN = 10, 100, [128]
+SCALING_SIZES = (2, 5, 10)
 
 
 def fill_buffer(n: int, seed: int = 0):
@@ -94,6 +95,35 @@ def child(side: str, updates: int, grown: bool) -> dict:
             "hidden": [ind.actor.hidden for ind in population]}
 
 
+def scaling(updates: int) -> dict:
+    """Batched CPU ms per group step for groups of 2, 5 and 10 (the best of 5 bursts each),
+    fitted as overhead + per_individual x P: the per-individual part is the work batching
+    cannot remove, so serial ms per update / per_individual bounds the speedup of any group."""
+    import torch
+
+    from searl.batched_td3 import learn_together, reuse_freed_memory
+
+    torch.set_num_threads(1)
+    reuse_freed_memory()
+    buffer = fill_buffer(20_000)
+    population = make_population(grown=False)
+    rngs = [np.random.default_rng(100 + i) for i in range(POPULATION)]
+    burst = max(10, updates // 5)
+    ms_per_step = []
+    for size in SCALING_SIZES:
+        group = population[:size]
+        learn_together(group, buffer, max(10, burst // 4), rngs[:size])   # warm-up
+        best = float("inf")
+        for _ in range(5):
+            cpu = time.process_time()
+            learn_together(group, buffer, burst, rngs[:size])
+            best = min(best, 1000 * (time.process_time() - cpu) / burst)
+        ms_per_step.append(best)
+    per_individual, overhead = np.polyfit(SCALING_SIZES, ms_per_step, 1)
+    return {"sizes": list(SCALING_SIZES), "cpu_ms_per_group_step": ms_per_step,
+            "overhead_ms": float(overhead), "per_individual_ms": float(per_individual)}
+
+
 def compare(updates: int, pairs: int, grown: bool) -> dict:
     runs = {"serial": [], "batched": []}
     for _ in range(pairs):
@@ -119,7 +149,7 @@ def parse_args(argv):
                         help="alternating (serial, batched) child pairs (default: 5, quick: 2)")
     parser.add_argument("--updates", type=int, default=None,
                         help="updates per individual per child (default: 1000, quick: 300)")
-    parser.add_argument("--child", choices=("serial", "batched"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("serial", "batched", "scaling"), help=argparse.SUPPRESS)
     parser.add_argument("--grown", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -131,9 +161,15 @@ def main(argv=None) -> None:
     if updates < 1 or pairs < 1:
         raise UsageError(f"--updates and --pairs must be at least 1, got {updates} and {pairs}")
     if args.child:
-        benchlib.emit(child(args.child, updates, args.grown))
+        benchlib.emit(scaling(updates) if args.child == "scaling"
+                      else child(args.child, updates, args.grown))
         return
     results = {"initial": compare(updates, pairs, grown=False)}
+    fit = benchlib.run_child(__file__, ["--child", "scaling", "--updates", updates])
+    # the fastest one-by-one child (best case for it), as the fit takes the best bursts
+    serial_ms = 1000 / max(r["cpu_updates_per_s"] for r in results["initial"]["runs"]["serial"])
+    fit["serial_cpu_ms_per_update"] = serial_ms
+    fit["speedup_limit"] = serial_ms / fit["per_individual_ms"]
     if not args.quick:
         results["grown"] = compare(updates, pairs, grown=True)
     headline = results["initial"]
@@ -144,7 +180,8 @@ def main(argv=None) -> None:
                "speedup": headline["speedup"], "speedup_cpu": headline["speedup_cpu"],
                "serial_peak_rss_mb": headline["serial_peak_rss_mb"],
                "batched_peak_rss_mb": headline["batched_peak_rss_mb"],
-               "target": 4.0, "target_met": headline["speedup"] >= 4.0, "results": results}
+               "target": 4.0, "target_met": headline["speedup"] >= 4.0,
+               "scaling": fit, "results": results}
     path = benchlib.write_result("searl_population_speed", payload, args.results_dir)
     rows = [[name, f"{r['serial_updates_per_s']:.0f}", f"{r['batched_updates_per_s']:.0f}",
              f"{r['speedup']:.2f}x", f"{r['speedup_cpu']:.2f}x",
@@ -153,6 +190,9 @@ def main(argv=None) -> None:
     print(benchlib.markdown_table(["population", "one by one (updates/s)", "batched (updates/s)",
                                    "speedup (wall)", "speedup (CPU)", "peak RSS MB (1x1 / batched)"],
                                   rows))
+    print(f"batched CPU ms per group step = {fit['overhead_ms']:.2f} + {fit['per_individual_ms']:.2f}"
+          f" x P (P = {', '.join(map(str, SCALING_SIZES))}); one by one {serial_ms:.2f} ms per update:"
+          f" no group size can be more than {fit['speedup_limit']:.2f}x faster on this machine")
     print(f"-> {path}")
 
 

@@ -203,10 +203,12 @@ class StackedOptimizer:
 
         def views(tensors, individual_rows):
             return [t[r] for r in individual_rows for t in tensors]
+        # every individual's Adam step count is t: one tensor, listed once per parameter view,
+        # is incremented once per step (instead of one tensor per view and individual)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=params[0].device)
         self.per_individual = [
             (views(params, r), views(self.grads, r), views(self.first, r), views(self.second, r),
-             [torch.zeros((), dtype=torch.float32, device=params[0].device)
-              for _ in range(len(r) * len(params))])
+             [self.step_count] * (len(r) * len(params)))
             for r in rows]
 
     @torch.no_grad()
@@ -215,8 +217,8 @@ class StackedOptimizer:
         self.t += 1
         if self.kind == "adam":
             beta1, beta2 = ADAM_BETAS
+            self.step_count.add_(1)
             for lr, (params, grads_, exp_avg, exp_avg_sq, steps) in zip(self.lrs, self.per_individual):
-                torch._foreach_add_(steps, 1)
                 torch._fused_adam_(params, grads_, exp_avg, exp_avg_sq, [], steps, amsgrad=False,
                                    lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=EPS,
                                    maximize=False, grad_scale=None, found_inf=None)

@@ -90,7 +90,10 @@ def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path)
                 "serial_peak_rss_mb", "batched_peak_rss_mb"):
         assert result[key] > 0
     assert result["speedup"] == result["batched_updates_per_s"] / result["serial_updates_per_s"]
-    assert "|---|" in proc.stdout
+    fit = result["scaling"]
+    assert fit["sizes"] == [2, 5, 10] and len(fit["cpu_ms_per_group_step"]) == 3
+    assert fit["speedup_limit"] == fit["serial_cpu_ms_per_update"] / fit["per_individual_ms"]
+    assert "|---|" in proc.stdout and "no group size can be more than" in proc.stdout
 
 
 def test_searl_population_speed_refuses_bad_input_in_one_line():
