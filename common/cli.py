@@ -2,7 +2,8 @@
 
 A mistake a user can make (unknown env, bad config key, missing file, negative budget, CUDA on a
 CPU machine, --resume without a checkpoint) raises `UsageError` anywhere in the code; `run_main`
-turns it into a single line on stderr and exit status 2, never a stack trace.
+turns it into a single line on stderr and exit status 2, never a stack trace. A run that
+diverges (`Diverged`: NaN or inf in training) ends with one line and exit status 1.
 """
 from __future__ import annotations
 
@@ -13,6 +14,32 @@ from typing import Callable, Sequence
 
 class UsageError(Exception):
     """A problem with what the user asked for; reported as one line, exit status 2."""
+
+
+class Diverged(Exception):
+    """Training produced a NaN or inf (a loss, parameters, returns): the run stops, its
+    summary.json says `status: diverged`, and `run_main` exits 1 with one line."""
+
+    def __init__(self, what: str, step: int | None = None):
+        super().__init__(what)
+        self.what, self.step, self.run_path = what, step, None
+
+    def __str__(self) -> str:
+        where = f" at env step {self.step}" if self.step is not None else ""
+        kept = f"; summary in {self.run_path / 'summary.json'}, last good checkpoint kept" \
+            if self.run_path is not None else ""
+        return f"training diverged{where}: {self.what}{kept}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (workers, episodes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,7 +78,7 @@ def add_common_args(parser: argparse.ArgumentParser, config_aliases: Sequence[st
 def add_parallel_args(parser: argparse.ArgumentParser) -> None:
     """Flags for papers that spread work (individuals, agents, NES workers) over processes;
     their values go straight to `common.parallel.WorkerPool`."""
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="parallel workers (default: 1)")
     parser.add_argument("--backend", default="serial", choices=("serial", "process", "ray"),
                         help="serial (default) | process: local spawn pool, one torch thread "
@@ -64,9 +91,12 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
              prog: str | None = None) -> None:
     """Call `main(argv)`; a UsageError becomes one line on stderr and exit status 2."""
+    name = prog or (sys.argv[0] if sys.argv and sys.argv[0] else "train.py")
     try:
         main(argv)
     except UsageError as error:
-        name = prog or (sys.argv[0] if sys.argv and sys.argv[0] else "train.py")
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Diverged as error:   # NaN / inf in training: a failed run, not a usage error
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -6,6 +6,8 @@ know is refused with the list of valid keys, so a typo never silently does nothi
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -50,13 +52,61 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return result
 
 
-def resolve_config(defaults: Mapping[str, Any], *layers: Mapping[str, Any] | None) -> dict:
-    """Merge `layers` (later wins) over `defaults`, checking every key and coercing its type."""
+def resolve_config(defaults: Mapping[str, Any], *layers: Mapping[str, Any] | None,
+                   ranges: Mapping[str, "Range"] | None = None) -> dict:
+    """Merge `layers` (later wins) over `defaults`, checking every key and coercing its type;
+    then every key named in `ranges` (dotted, e.g. "td3.lr_actor") must lie in its range."""
     config = _plain(defaults)
     for layer in layers:
         if layer:
             config = _merge(config, layer, defaults, prefix="")
+    check_ranges(config, ranges or {})
     return config
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config key allows: low < value (or <=), value < high (or <=)."""
+    low: float | None = None
+    high: float | None = None
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_closed)):
+            return False
+        return self.high is None or (value < self.high or (value == self.high and self.high_closed))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>=' if self.low_closed else '>'} {self.low:g}"
+        if self.low is None:
+            return f"{'<=' if self.high_closed else '<'} {self.high:g}"
+        return f"in {'[' if self.low_closed else '('}{self.low:g}, {self.high:g}{']' if self.high_closed else ')'}"
+
+
+POSITIVE = Range(0, low_closed=False)          # learning rates, budgets, sizes
+NON_NEGATIVE = Range(0)                        # noise scales, counts that may be 0
+AT_LEAST_ONE = Range(1)                        # workers, episodes, population sizes
+PROBABILITY = Range(0, 1)                      # probabilities, fractions, discount factors
+OPEN_UNIT = Range(0, 1, low_closed=False, high_closed=False)
+
+
+def check_ranges(config: Mapping[str, Any], ranges: Mapping[str, Range]) -> None:
+    """Each dotted key of `ranges` that is set (not None) must lie in its range; a list value
+    (e.g. hidden sizes) must lie there element-wise."""
+    for path, allowed in ranges.items():
+        node: Any = config
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values = node if isinstance(node, (list, tuple)) else [node]
+        for value in values:
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not allowed.allows(value):
+                raise UsageError(f"config key '{path}' must be {allowed}, got {node!r}")
 
 
 def _merge(config: dict, layer: Mapping, defaults: Mapping, prefix: str) -> dict:
@@ -91,6 +141,8 @@ def _coerce(path: str, default: Any, value: Any) -> Any:
     elif isinstance(default, float):
         number = _as_number(value)
         if number is not None:
+            if not math.isfinite(number):   # a NaN or inf setting is a typo, never a choice
+                raise UsageError(f"config key '{path}' must be a finite number, got {value!r}")
             return float(number)
     elif isinstance(default, str):
         if isinstance(value, str):

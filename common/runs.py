@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import pickle
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
 
-from common.cli import UsageError
+from common.cli import Diverged, UsageError
 from common.config import RUN_META_KEY, load_config_file
 
 SUMMARY_KEYS = ("env_steps", "test_steps", "final_return", "best_return", "wall_seconds")
@@ -47,30 +52,55 @@ class RunDir:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.resume = resume
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"run folder {self.path} exists and is not a folder")
-        if resume:
-            if not (self.checkpoints / CHECKPOINT).is_file():
-                raise UsageError(f"--resume: no checkpoint at {self.checkpoints / CHECKPOINT}; "
-                                 f"start a new run without --resume")
-        elif self.path.is_dir() and any(self.path.iterdir()):
-            raise UsageError(f"run folder {self.path} already holds a run; pass --resume to "
-                             f"continue it, or choose another --out-dir")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        check_out_dir(self.path, resume)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create run folder {self.path}: {error.strerror}") from None
 
     # -- config and summary ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
-        """config.json: the resolved config plus `_run` (versions, command, start time).
+        """config.json: the resolved config plus `_run` (versions, command, start time, run id).
         A resumed run keeps the config.json of its first start."""
         if self.resume and (self.path / "config.json").exists():
             return
         write_run_config(self.path, config)
 
+    def run_id(self) -> str | None:
+        """The id config.json gives this run (files of another run carry another id)."""
+        try:
+            return json.loads((self.path / "config.json").read_text())[RUN_META_KEY].get("id")
+        except (OSError, ValueError, KeyError, AttributeError):
+            return None
+
     def write_summary(self, summary: Mapping[str, Any]) -> None:
-        """summary.json with the collection's keys (SUMMARY_KEYS) plus paper-specific ones."""
+        """summary.json with the collection's keys (SUMMARY_KEYS) plus paper-specific ones and
+        `status: finished`. A non-finite final or best return is never written as a result:
+        the summary says `status: diverged` and `Diverged` is raised."""
         missing = [key for key in SUMMARY_KEYS if key not in summary]
         if missing:
             raise ValueError(f"summary is missing keys {missing}")
+        bad = [key for key in ("final_return", "best_return") if not _finite(summary[key])]
+        if bad:
+            error = Diverged(f"{' and '.join(bad)} not finite ({summary[bad[0]]})",
+                             summary.get("env_steps"))
+            self.write_divergence(error, summary)
+            raise error
+        write_json_atomic(self.path / "summary.json",
+                          {**summary, "status": "finished", "run_id": self.run_id()})
+
+    def write_divergence(self, error: Diverged, partial: Mapping[str, Any] | None = None) -> None:
+        """summary.json of a run stopped by non-finite numbers: what and when, and what the run
+        had reached (non-finite returns as null); the last good checkpoint stays as it was."""
+        partial = dict(partial or {})
+        summary = {key: partial.get(key) for key in SUMMARY_KEYS}
+        summary.update({key: value for key, value in partial.items() if key not in SUMMARY_KEYS})
+        for key in ("final_return", "best_return"):
+            if not _finite(summary[key]):
+                summary[key] = None
+        summary.update(status="diverged", diverged_at_step=error.step, non_finite=error.what,
+                       run_id=self.run_id())
+        error.run_path = self.path
         write_json_atomic(self.path / "summary.json", summary)
 
     def metrics(self, keep_rows: int | None = None, name: str = "metrics.csv") -> "CsvLog":
@@ -179,14 +209,70 @@ def save_checkpoint(state: Any, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> Any:
     """Load a checkpoint this collection wrote. weights_only=False because checkpoints also hold
-    numpy arrays and RNG states; load only files you trust (your own runs)."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+    numpy arrays and RNG states; load only files you trust (your own runs). A missing,
+    truncated or corrupt file is a UsageError naming the file (one line, exit 2)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile, AttributeError, ModuleNotFoundError, ImportError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise UsageError(f"cannot read checkpoint {path} (truncated, corrupt or from another "
+                         f"version: {reason}); restore it from a copy or start a new run "
+                         f"in another --out-dir") from None
+
+
+def check_out_dir(path: str | Path, resume: bool = False) -> None:
+    """Everything about a run folder that can fail, checked before anything is written: a new
+    run needs an empty or absent folder in a writable place; --resume needs a checkpoint."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"run folder {path} exists and is not a folder")
+    if resume:
+        if not (path / "checkpoints" / CHECKPOINT).is_file():
+            raise UsageError(f"--resume: no checkpoint at {path / 'checkpoints' / CHECKPOINT}; "
+                             f"start a new run without --resume")
+        return
+    if path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"run folder {path} already holds a run; pass --resume to "
+                         f"continue it, or choose another --out-dir")
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:   # a probe, not os.access: root may "access" /proc or a read-only mount and still fail
+        if not existing.is_dir():
+            raise NotADirectoryError
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=existing))
+    except OSError:
+        raise UsageError(f"cannot create run folder {path}: {existing} is not a writable folder") \
+            from None
+
+
+def require_finite(what: str, value: Any, step: int | None = None) -> None:
+    """Raise `Diverged` unless `value` (a number, array or tensor) is all finite."""
+    if not _finite(value):
+        raise Diverged(f"{what} is not finite", step)
+
+
+def _finite(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all())
+    try:
+        import numpy
+
+        return bool(numpy.isfinite(numpy.asarray(value, dtype=float)).all())
+    except (TypeError, ValueError):
+        return False
 
 
 def write_run_config(folder: str | Path, config: Mapping[str, Any]) -> Path:
     """<folder>/config.json (atomic): the resolved config plus `_run` (versions, command, start)."""
     meta = {"versions": versions(), "command": " ".join(sys.argv),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "id": uuid.uuid4().hex}
     path = Path(folder) / "config.json"
     write_json_atomic(path, {**config, RUN_META_KEY: meta})
     return path
@@ -239,8 +325,16 @@ def check_run_dir(path: str | Path) -> list[str]:
         except (OSError, ValueError) as error:
             problems.append(f"{name}: {error}")
     if not problems:
+        config = json.loads((path / "config.json").read_text())
         summary = json.loads((path / "summary.json").read_text())
         problems += [f"summary.json lacks '{key}'" for key in SUMMARY_KEYS if key not in summary]
+        config_id = (config.get(RUN_META_KEY) or {}).get("id")
+        if summary.get("run_id") and config_id and summary["run_id"] != config_id:
+            problems.append(f"files of different runs: summary.json is from run "
+                            f"{summary['run_id']}, config.json from run {config_id}")
+        if summary.get("status") == "diverged":
+            problems.append(f"the run diverged: {summary.get('non_finite')} at env step "
+                            f"{summary.get('diverged_at_step')}")
     try:
         with open(path / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))

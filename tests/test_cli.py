@@ -58,3 +58,23 @@ def test_help_documents_the_common_flags():
     for flag in ("--env", "--seed", "--device", "--out-dir", "--config", "--config_file",
                  "--set", "--resume", "--smoke", "--workers", "--backend", "--ray-address"):
         assert flag in result.stdout
+
+
+def test_workers_below_one_are_refused_by_the_parser():
+    for value in ("0", "-1", "two"):
+        result = run("--workers", value)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "--workers" in result.stderr
+
+
+def test_a_diverged_run_is_one_line_and_exit_status_1():
+    script = textwrap.dedent("""
+        from common.cli import Diverged, run_main
+        def main(argv):
+            raise Diverged("critic loss is not finite", 1200)
+        run_main(main, prog="train.py")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == "train.py: error: training diverged at env step 1200: critic loss is not finite\n"

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from common.cli import UsageError
-from common.config import load_config_file, parse_overrides, resolve_config
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, OPEN_UNIT, POSITIVE, PROBABILITY,
+                           load_config_file, parse_overrides, resolve_config)
 
 DEFAULTS = {"env": "Pendulum-v1", "seed": 0, "lr": 1e-3, "hidden": [128], "smoke": False,
             "total_steps": 1000, "net": {"width": 64, "act": "relu"}, "extra": None}
@@ -71,3 +72,28 @@ def test_a_runs_config_json_loads_back_as_a_config(tmp_path):
 def test_bad_set_syntax():
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_overrides(["lr"])
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan", "inf"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(UsageError, match="'lr' must be a finite number"):
+        resolve_config({"lr": 1e-3}, parse_overrides([f"lr={value}"]))
+
+
+def test_ranges_are_checked_after_every_layer_with_dotted_keys():
+    defaults = {"steps": 100, "agent": {"lr": 1e-3, "gamma": 0.99, "hidden": [64, 64]}}
+    ranges = {"steps": POSITIVE, "agent.lr": POSITIVE, "agent.gamma": PROBABILITY,
+              "agent.hidden": AT_LEAST_ONE}
+    assert resolve_config(defaults, {"agent": {"gamma": 1.0}}, ranges=ranges)["agent"]["gamma"] == 1.0
+    for layer, message in [({"steps": 0}, "'steps' must be > 0, got 0"),
+                           ({"agent": {"lr": -1}}, "'agent.lr' must be > 0, got -1.0"),
+                           ({"agent": {"gamma": 1.5}}, r"'agent.gamma' must be in \[0, 1\], got 1.5"),
+                           ({"agent": {"hidden": [64, 0]}}, r"'agent.hidden' must be >= 1, got \[64, 0\]")]:
+        with pytest.raises(UsageError, match=message):
+            resolve_config(defaults, layer, ranges=ranges)
+
+
+def test_a_range_refuses_nan_even_where_the_default_is_none():
+    assert not POSITIVE.allows(float("nan")) and not OPEN_UNIT.allows(1.0) and OPEN_UNIT.allows(0.5)
+    with pytest.raises(UsageError, match="'x' must be >= 0"):
+        resolve_config({"x": None}, {"x": float("nan")}, ranges={"x": NON_NEGATIVE})

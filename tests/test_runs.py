@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
-from common.cli import UsageError
-from common.runs import RunDir, check_run_dir, default_run_dir, load_checkpoint, save_checkpoint
+from common.cli import Diverged, UsageError
+from common.runs import (RunDir, check_out_dir, check_run_dir, default_run_dir, load_checkpoint,
+                         require_finite, save_checkpoint)
 
 
 def test_default_run_dir_layout_and_no_collisions(tmp_path):
@@ -175,3 +176,69 @@ def test_reopen_run_refuses_config_changes_and_extends_the_budget(tmp_path):
         reopen_run(args(env="CartPole-v1"), ("env", "total_steps"), "total_steps")
     with pytest.raises(UsageError, match="--resume needs --out-dir"):
         reopen_run(argparse.Namespace(out_dir=None), (), "total_steps")
+
+
+# -- checkpoints that fail cleanly, folders that cannot be made, runs that diverge ---------------
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_damaged_checkpoint_is_one_usage_error_naming_the_file(tmp_path, damage):
+    path = save_checkpoint({"weights": torch.arange(1000.0), "step": 3}, tmp_path / "latest.pt")
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 50,
+                      "empty": b""}[damage])
+    with pytest.raises(UsageError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert str(path) in message and "start a new run" in message and "\n" not in message
+
+
+def test_a_missing_checkpoint_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_an_unwritable_place_is_refused_before_anything_is_made(tmp_path):
+    with pytest.raises(UsageError, match="cannot create run folder /proc/x: /proc is not a writable folder"):
+        check_out_dir("/proc/x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a folder"):
+        RunDir(tmp_path / "file")
+    with pytest.raises(UsageError, match="is not a writable folder"):
+        RunDir(tmp_path / "file" / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_non_finite_return_is_written_as_a_divergence_never_a_result(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"seed": 1})
+    summary = {"env_steps": 500, "test_steps": 0, "final_return": float("nan"),
+               "best_return": 3.0, "wall_seconds": 1.0}
+    with pytest.raises(Diverged, match="final_return not finite") as error:
+        run.write_summary(summary)
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert written["status"] == "diverged" and written["diverged_at_step"] == 500
+    assert written["final_return"] is None and written["best_return"] == 3.0
+    assert written["run_id"] == json.loads((tmp_path / "run" / "config.json").read_text())["_run"]["id"]
+    assert "summary.json" in str(error.value) and "last good checkpoint kept" in str(error.value)
+    assert any("diverged" in problem for problem in check_run_dir(tmp_path / "run"))
+
+
+def test_require_finite_names_what_and_when():
+    require_finite("critic loss", torch.tensor([1.0, 2.0]), 10)
+    with pytest.raises(Diverged, match="at env step 10: critic loss is not finite"):
+        require_finite("critic loss", torch.tensor([1.0, float("inf")]), 10)
+    with pytest.raises(Diverged):
+        require_finite("return", float("nan"))
+
+
+def test_check_reports_files_of_different_runs(tmp_path):
+    summary = {"env_steps": 1, "test_steps": 0, "final_return": 1.0, "best_return": 1.0,
+               "wall_seconds": 1.0}
+    for name in ("a", "b"):
+        run = RunDir(tmp_path / name)
+        run.write_config({"seed": 1})
+        run.write_summary(summary)
+        (tmp_path / name / "metrics.csv").write_text("env_steps\n1\n")
+        (tmp_path / name / "plot.png").write_bytes(b"png")
+    assert check_run_dir(tmp_path / "a") == []
+    (tmp_path / "a" / "summary.json").write_bytes((tmp_path / "b" / "summary.json").read_bytes())
+    assert any("files of different runs" in p for p in check_run_dir(tmp_path / "a"))
