@@ -22,13 +22,15 @@ class Diverged(Exception):
 
     def __init__(self, what: str, step: int | None = None):
         super().__init__(what)
-        self.what, self.step, self.run_path = what, step, None
+        self.what, self.step, self.run_path, self.checkpoint_kept = what, step, None, False
 
     def __str__(self) -> str:
         where = f" at env step {self.step}" if self.step is not None else ""
-        kept = f"; summary in {self.run_path / 'summary.json'}, last good checkpoint kept" \
-            if self.run_path is not None else ""
-        return f"training diverged{where}: {self.what}{kept}"
+        saved = ""
+        if self.run_path is not None:
+            saved = f"; summary in {self.run_path / 'summary.json'}" + \
+                (", last good checkpoint kept" if self.checkpoint_kept else "")
+        return f"training diverged{where}: {self.what}{saved}"
 
 
 def positive_int(text: str) -> int:

@@ -68,10 +68,7 @@ class RunDir:
 
     def run_id(self) -> str | None:
         """The id config.json gives this run (files of another run carry another id)."""
-        try:
-            return json.loads((self.path / "config.json").read_text())[RUN_META_KEY].get("id")
-        except (OSError, ValueError, KeyError, AttributeError):
-            return None
+        return run_id_of(self.path)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """summary.json with the collection's keys (SUMMARY_KEYS) plus paper-specific ones and
@@ -90,18 +87,7 @@ class RunDir:
                           {**summary, "status": "finished", "run_id": self.run_id()})
 
     def write_divergence(self, error: Diverged, partial: Mapping[str, Any] | None = None) -> None:
-        """summary.json of a run stopped by non-finite numbers: what and when, and what the run
-        had reached (non-finite returns as null); the last good checkpoint stays as it was."""
-        partial = dict(partial or {})
-        summary = {key: partial.get(key) for key in SUMMARY_KEYS}
-        summary.update({key: value for key, value in partial.items() if key not in SUMMARY_KEYS})
-        for key in ("final_return", "best_return"):
-            if not _finite(summary[key]):
-                summary[key] = None
-        summary.update(status="diverged", diverged_at_step=error.step, non_finite=error.what,
-                       run_id=self.run_id())
-        error.run_path = self.path
-        write_json_atomic(self.path / "summary.json", summary)
+        write_divergence(self.path, error, partial, self.checkpoints / CHECKPOINT)
 
     def metrics(self, keep_rows: int | None = None, name: str = "metrics.csv") -> "CsvLog":
         """The metrics CSV (must have an `env_steps` column). On resume pass `keep_rows`, the
@@ -114,6 +100,32 @@ class RunDir:
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
         return load_checkpoint(self.checkpoints / name, map_location)
+
+
+def run_id_of(folder: str | Path) -> str | None:
+    """The id a run's config.json gives it (files of another run carry another id)."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text())[RUN_META_KEY].get("id")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def write_divergence(folder: str | Path, error: Diverged, partial: Mapping[str, Any] | None = None,
+                     checkpoint: str | Path | None = None) -> None:
+    """summary.json of a run stopped by non-finite numbers: what and when, and what the run
+    had reached (non-finite returns as null); the last good checkpoint stays as it was."""
+    folder = Path(folder)
+    partial = dict(partial or {})
+    summary = {key: partial.get(key) for key in SUMMARY_KEYS}
+    summary.update({key: value for key, value in partial.items() if key not in SUMMARY_KEYS})
+    for key in ("final_return", "best_return"):
+        if not _finite(summary[key]):
+            summary[key] = None
+    summary.update(status="diverged", diverged_at_step=error.step, non_finite=error.what,
+                   run_id=run_id_of(folder))
+    error.run_path = folder
+    error.checkpoint_kept = checkpoint is not None and Path(checkpoint).is_file()
+    write_json_atomic(folder / "summary.json", summary)
 
 
 def reopen_run(args, config_flags: Iterable[str], budget_key: str) -> tuple[RunDir, dict]:

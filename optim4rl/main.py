@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.cli import ArgumentParser, UsageError, run_main
-from common.config import parse_overrides
-from common.device import resolve_device
-from optim4rl import logs
-from optim4rl.envs import make_env
-from optim4rl.meta import A2CHyper, MetaA2C, Task
-from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params
-from optim4rl.sweeper import Sweeper, find_config
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
+from common.config import parse_overrides  # noqa: E402
+from common.device import resolve_device  # noqa: E402
+from optim4rl import logs  # noqa: E402
+from optim4rl.envs import make_env  # noqa: E402
+from optim4rl.meta import A2CHyper, MetaA2C, Task  # noqa: E402
+from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params  # noqa: E402
+from optim4rl.sweeper import Sweeper, find_config  # noqa: E402
 
 SMOKE_STEPS, SMOKE_ENVS = 2e5, 64
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")

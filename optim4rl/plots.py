@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optim4rl.logs import read_results_csv  # noqa: E402
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402

@@ -2,8 +2,14 @@
 
     python optim4rl/train.py --config_file optim4rl/configs/catch_meta.json --config_idx 1
 """
-from common.cli import run_main
-from optim4rl.main import main
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import run_main  # noqa: E402
+from optim4rl.main import main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main, prog="optim4rl/train.py")

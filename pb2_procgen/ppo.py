@@ -431,8 +431,11 @@ class PPOAgent:
         self.agent_steps += steps
         self.generator = generator
         mean_losses = {k: float(np.mean([x[k] for x in losses])) for k in losses[0]}
+        # NaN weights still play (softmax of NaN logits picks action 0), so look at them
+        diverged = not all(math.isfinite(v) for v in mean_losses.values()) or \
+            not all(bool(torch.isfinite(p).all()) for p in self.net.parameters())
         return {"steps": steps, "train_return": float(np.mean(recent)) if recent else math.nan,
-                "episodes": episodes, **mean_losses}
+                "episodes": episodes, "diverged": diverged, **mean_losses}
 
     @torch.no_grad()
     def _collect(self, env, obs: torch.Tensor, t_len: int, generator: torch.Generator):

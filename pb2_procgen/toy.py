@@ -32,7 +32,8 @@ class ToyAgent:
         for _ in range(min_steps):
             self.theta = self.theta - STEP_SIZE * 2 * h * self.theta  # ascend Q̂(θ | h)
         self.agent_steps += min_steps
-        return {"steps": min_steps, "train_return": true_objective(self.theta), "episodes": 1}
+        return {"steps": min_steps, "train_return": true_objective(self.theta), "episodes": 1,
+                "diverged": not np.all(np.isfinite(self.theta))}
 
     def test_return(self, episodes: int = 1, seed: int = 0) -> float:
         return true_objective(self.theta)

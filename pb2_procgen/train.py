@@ -15,24 +15,31 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
-from common.config import load_config_file, parse_overrides, resolve_config
-from common.device import resolve_device, seed_everything
-from common.envs import check_env_id
-from common.parallel import WorkerPool
-from common.runs import RunDir, default_run_dir, reopen_run
-from pb2_procgen import pbt
-from pb2_procgen.pb2 import PB2Explorer
-from pb2_procgen.ppo import PPO_DEFAULTS, PPOAgent
-from pb2_procgen.procgen_env import PROCGEN_GAMES, is_procgen
-from pb2_procgen.search_space import SearchSpace, procgen_space, toy_space, vector_space
-from pb2_procgen.toy import ToyAgent
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
+                        add_parallel_args, run_main)
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+                           Range, load_config_file, parse_overrides, resolve_config)
+from common.device import resolve_device, seed_everything  # noqa: E402
+from common.envs import check_env_id  # noqa: E402
+from common.parallel import WorkerPool  # noqa: E402
+from common.runs import RunDir, check_out_dir, default_run_dir, reopen_run  # noqa: E402
+from pb2_procgen import pbt  # noqa: E402
+from pb2_procgen.pb2 import PB2Explorer  # noqa: E402
+from pb2_procgen.ppo import PPO_DEFAULTS, GymVecEnv, PPOAgent  # noqa: E402
+from pb2_procgen.procgen_env import PROCGEN_GAMES, is_procgen  # noqa: E402
+from pb2_procgen.search_space import SearchSpace, procgen_space, toy_space, vector_space  # noqa: E402
+from pb2_procgen.toy import ToyAgent  # noqa: E402
 
 SEARCHES = ("PBT", "PB2")
 CAT_EXPS = ("random", "exp3_dep", "cocabo")
@@ -62,6 +69,20 @@ SMOKE = {
     "procgen": {"batchsize": 2, "max_budget": 1024, "t_ready": 512, "test_episodes": 1,
                 "agent": {"num_envs": 4, "num_steps": 64, "minibatches": 2, "epochs": 1}},
     "gym": {"batchsize": 2, "max_budget": 4096, "t_ready": 1024, "test_episodes": 2},
+}
+# the values each numeric key allows (checked with the config, before anything is written)
+RANGES = {
+    "batchsize": AT_LEAST_ONE, "max_budget": NON_NEGATIVE, "t_ready": NON_NEGATIVE,
+    "quantile": Range(0, 0.5, low_closed=False), "test_episodes": NON_NEGATIVE,
+    "torch_threads": NON_NEGATIVE,
+    **{f"agent.{key}": POSITIVE for key in ("lr", "clip_param", "max_grad_norm", "adam_eps",
+                                            "reward_clip")},
+    **{f"agent.{key}": NON_NEGATIVE for key in ("entropy_coef", "aug_coef", "value_coef",
+                                                "num_levels", "start_level", "test_num_levels")},
+    **{f"agent.{key}": AT_LEAST_ONE for key in ("num_envs", "num_steps", "epochs", "minibatches",
+                                                "chunk_size", "channels", "hidden_size",
+                                                "mlp_hidden", "procgen_threads", "test_num_envs")},
+    **{f"agent.{key}": PROBABILITY for key in ("gamma", "gae_lambda", "reward_norm_gamma")},
 }
 FLAG_KEYS = ("env", "search", "cat_exp", "seed", "batchsize", "max_budget", "t_ready")
 
@@ -113,7 +134,7 @@ def build_config(args) -> dict:
     kind = env_kind(env)
     kind_layer = {"agent": GYM_AGENT} if kind == "gym" else {}
     smoke = SMOKE[kind] if args.smoke else None
-    config = resolve_config(DEFAULTS, kind_layer, file_layer, smoke, overrides, flags)
+    config = resolve_config(DEFAULTS, kind_layer, file_layer, smoke, overrides, flags, ranges=RANGES)
     for key in ("max_budget", "t_ready"):
         if config[key] == 0:
             config[key] = KIND_DEFAULTS[kind][key]
@@ -128,9 +149,9 @@ def check_config(config: dict) -> None:
     if config["t_ready"] > config["max_budget"]:
         raise UsageError(f"--t_ready ({config['t_ready']}) is larger than --max_budget "
                          f"({config['max_budget']}): no exploit/explore step would ever happen")
-    if not 0 < config["quantile"] <= 0.5:
-        raise UsageError(f"quantile must be in (0, 0.5], got {config['quantile']}")
     search_space(config)  # bounds are checked there
+    if env_kind(config["env"]) == "gym":   # its spaces must suit the MLP agent
+        GymVecEnv(config["env"], 1, config["seed"]).close()
 
 
 def search_space(config: dict) -> SearchSpace:
@@ -140,8 +161,13 @@ def search_space(config: dict) -> SearchSpace:
         if name not in space.continuous:
             raise UsageError(f"bounds: unknown hyperparameter {name!r}; "
                              f"allowed: {', '.join(space.continuous)}")
-        if len(bounds) != 2:
-            raise UsageError(f"bounds of {name!r} must be [low, high], got {bounds}")
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and np.isfinite(b)
+                for b in bounds):
+            raise UsageError(f"bounds of {name!r} must be [low, high] (finite numbers), got {bounds}")
+        low, high = space.continuous[name]
+        if low >= 0 and min(bounds) < 0:
+            raise UsageError(f"bounds of {name!r} must be >= 0 (default {[low, high]}), got {bounds}")
         space.continuous[name] = (float(bounds[0]), float(bounds[1]))
     return SearchSpace(space.continuous, space.categorical)  # validates low <= high
 
@@ -173,56 +199,82 @@ def run_population(config, run, state, space, pool) -> dict:
     total = config["max_budget"] * len(agents)
     bar = tqdm(total=total, initial=min(state["env_steps"], total), unit="step",
                desc=f"{config['search']}/{config['cat_exp']}", dynamic_ncols=True)
-    while min(agent.agent_steps for agent in agents) < config["max_budget"]:
-        round_index = state["round"]
-        if round_index > 0:  # exploit and explore on the last round's ranking
-            rewards = state["previous_rewards"]
-            ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
-            bottom, parents = pbt.truncation_selection(ranked, rng, config["quantile"])
-            state["configs"] = pbt.explore_round(agents, state["configs"], rewards, bottom,
-                                                 parents, space, config["search"], explorer, rng)
-            for agent_index, parent_index in zip(bottom, parents):
-                state["previous_rewards"][agent_index] = rewards[parent_index]
-        seeds = [int(s) for s in np.random.SeedSequence([config["seed"], round_index])
-                 .generate_state(len(agents))]
-        jobs = [(agent, config["t_ready"], seed) for agent, seed in zip(agents, seeds)]
-        outcomes = pool.map(pbt.train_segment, jobs)
-        agents = [agent for agent, _ in outcomes]
-        results = [result for _, result in outcomes]
-        state["env_steps"] += sum(r["steps"] for r in results)
-        rewards = [r["train_return"] for r in results]
-        tests = []
-        for i, agent in enumerate(agents):  # played on the test distribution, data discarded
-            tests.append(agent.test_return(config["test_episodes"], seeds[i] + 1)
-                         if config["test_episodes"] else float("nan"))
-            state["test_steps"] += agent.last_test_steps if config["test_episodes"] else 0
-        for i, (agent, result) in enumerate(zip(agents, results)):  # PB2's data: one row each
-            before = state["previous_rewards"][i]
-            if before is not None and np.isfinite(rewards[i]) and np.isfinite(before):
-                explorer.observe(agent.agent_steps, before, rewards[i], result["steps"],
-                                 state["configs"][i])
-        wall = wall_before + time.time() - start
-        for i, agent in enumerate(agents):
-            metrics.write({"round": round_index, "agent": i, "env_steps": state["env_steps"],
-                           "agent_steps": agent.agent_steps, "train_return": rewards[i],
-                           "test_return": tests[i], "test_steps": state["test_steps"],
-                           **state["configs"][i], "wall_seconds": round(wall, 2)})
-        state["final_tests"] = tests
-        state["previous_rewards"] = list(rewards)
-        state.update(round=round_index + 1, agents=agents, metric_rows=metrics.rows_written,
-                     wall_seconds=wall)
-        run.save_checkpoint(checkpoint_of(state))
-        bar.update(min(state["env_steps"], total) - bar.n)
-        bar.set_postfix(round=round_index, best_test=f"{max(tests):.3g}")
-    bar.close()
+    try:
+        while min(agent.agent_steps for agent in agents) < config["max_budget"]:
+            round_index = state["round"]
+            if round_index > 0:  # exploit and explore on the last round's ranking
+                rewards = state["previous_rewards"]
+                ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
+                bottom, parents = pbt.truncation_selection(ranked, rng, config["quantile"])
+                state["configs"] = pbt.explore_round(agents, state["configs"], rewards, bottom,
+                                                     parents, space, config["search"], explorer, rng)
+                for agent_index, parent_index in zip(bottom, parents):
+                    state["previous_rewards"][agent_index] = rewards[parent_index]
+            seeds = [int(s) for s in np.random.SeedSequence([config["seed"], round_index])
+                     .generate_state(len(agents))]
+            jobs = [(agent, config["t_ready"], seed) for agent, seed in zip(agents, seeds)]
+            outcomes = pool.map(pbt.train_segment, jobs)
+            agents = [agent for agent, _ in outcomes]
+            results = [result for _, result in outcomes]
+            state["env_steps"] += sum(r["steps"] for r in results)
+            # a diverged agent (NaN / inf weights or losses) ranks last: the next exploit step
+            # replaces it with a copy of a top agent; it is not tested
+            diverged = [i for i, r in enumerate(results) if r.get("diverged")]
+            rewards = [-np.inf if i in diverged else r["train_return"] for i, r in enumerate(results)]
+            if diverged:
+                state["diverged_agents"] = state.get("diverged_agents", 0) + len(diverged)
+                tqdm.write(f"round {round_index}: agents {diverged} diverged (non-finite weights or "
+                           f"losses): ranked last, not tested", file=sys.stderr)
+            if len(diverged) == len(agents):
+                raise Diverged(f"every agent diverged in round {round_index}", state["env_steps"])
+            tests = []
+            for i, agent in enumerate(agents):  # played on the test distribution, data discarded
+                tested = config["test_episodes"] and i not in diverged
+                tests.append(agent.test_return(config["test_episodes"], seeds[i] + 1)
+                             if tested else float("nan"))
+                state["test_steps"] += agent.last_test_steps if tested else 0
+            for i, (agent, result) in enumerate(zip(agents, results)):  # PB2's data: one row each
+                before = state["previous_rewards"][i]
+                if before is not None and np.isfinite(rewards[i]) and np.isfinite(before):
+                    explorer.observe(agent.agent_steps, before, rewards[i], result["steps"],
+                                     state["configs"][i])
+            wall = wall_before + time.time() - start
+            for i, agent in enumerate(agents):
+                metrics.write({"round": round_index, "agent": i, "env_steps": state["env_steps"],
+                               "agent_steps": agent.agent_steps, "train_return": rewards[i],
+                               "test_return": tests[i], "test_steps": state["test_steps"],
+                               **state["configs"][i], "wall_seconds": round(wall, 2)})
+            state["final_tests"] = tests
+            state["previous_rewards"] = list(rewards)
+            state.update(round=round_index + 1, agents=agents, metric_rows=metrics.rows_written,
+                         wall_seconds=wall)
+            run.save_checkpoint(checkpoint_of(state))
+            bar.update(min(state["env_steps"], total) - bar.n)
+            bar.set_postfix(round=round_index, best_test=f"{np.nanmax(tests + [-np.inf]):.3g}")
+    finally:
+        bar.close()
     finals = state["final_tests"]
-    if not np.all(np.isfinite(finals)):  # no test episodes: judge by the training return
+    if not np.any(np.isfinite(finals)):  # no test episodes: judge by the training return
         finals = state["previous_rewards"]
+    finite = [value for value in finals if np.isfinite(value)]
+    if not finite:
+        raise Diverged("no agent ends with a finite return", state["env_steps"])
+    best = int(np.argmax([value if np.isfinite(value) else -np.inf for value in finals]))
     return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
-            "final_return": max(finals), "best_return": max(finals),
-            "mean_final_return": float(np.mean(finals)), "wall_seconds": round(state["wall_seconds"], 2),
-            "rounds": state["round"], "best_agent": int(np.argmax(finals)),
-            "best_config": state["configs"][int(np.argmax(finals))]}
+            "final_return": finals[best], "best_return": finals[best],
+            "mean_final_return": float(np.mean(finite)), "wall_seconds": round(state["wall_seconds"], 2),
+            "rounds": state["round"], "best_agent": best, "best_config": state["configs"][best],
+            "diverged_agents": state.get("diverged_agents", 0)}
+
+
+def summary_so_far(state: dict) -> dict:
+    """What a run had reached when it stopped (for a diverged run's summary.json)."""
+    finite = [value for value in state.get("final_tests", []) if np.isfinite(value)]
+    return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
+            "final_return": max(finite) if finite else None,
+            "best_return": max(finite) if finite else None,
+            "wall_seconds": round(state["wall_seconds"], 2),
+            "diverged_agents": state.get("diverged_agents", 0)}
 
 
 def checkpoint_of(state: dict) -> dict:
@@ -248,19 +300,26 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     if args.resume:
         run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="max_budget")
-        config = resolve_config(DEFAULTS, saved_config)
+        config = resolve_config(DEFAULTS, saved_config, ranges=RANGES)
     else:
         config = build_config(args)
-        run = RunDir(args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"]))
-    run.write_config(config)
+        out_dir = args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"])
+        check_out_dir(out_dir)
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
     seed_everything(config["seed"])
     space = search_space(config)
     state = (restore_state(run.load_checkpoint(), config, space, device) if args.resume
              else new_state(config, space, device))
+    if not args.resume:  # every check done and the agents built: only now the run folder
+        run = RunDir(out_dir)
+    run.write_config(config)
     with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
-        summary = run_population(config, run, state, space, pool)
+        try:
+            summary = run_population(config, run, state, space, pool)
+        except Diverged as error:   # summary.json says so; the last round's checkpoint stays
+            run.write_divergence(error, summary_so_far(state))
+            raise
     summary.update(env=config["env"], search=config["search"], cat_exp=config["cat_exp"],
                    seed=config["seed"])
     run.write_summary(summary)

@@ -5,7 +5,7 @@
 
 The loop is written against a small individual interface (`act`, `learn`, `clone`,
 `mutate_parameters`, `mutate_architecture`, `mutate_activation`, `mutate_rl_hyperparameter`,
-`describe`, and the attributes `index`, `parent`, `mutation`, `fitness`) that both the TD3
+`describe`, `networks`, and the attributes `index`, `parent`, `mutation`, `fitness`) that both the TD3
 individual (searl/td3.py) and the DQN individual (searl/dqn.py) implement. The TD3 individual
 also offers the whole-population forms (`batching_groups`, `learn_together`,
 `population_policy`; searl/batched_td3.py) that `train_population(batched=True)` and
@@ -13,10 +13,12 @@ also offers the whole-population forms (`batching_groups`, `learn_together`,
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 MUTATIONS = ("none", "parameters", "architecture", "activation", "rl_hyperparameter")
 
@@ -26,6 +28,9 @@ class Evaluation:
     fitness: float     # mean undiscounted return of the individual's evaluation episodes
     steps: int         # environment steps it took (all of them go into the budget)
     episodes: int
+
+
+DIVERGED = Evaluation(-math.inf, 0, 0)   # a diverged individual: not played, worst fitness
 
 
 def to_env_action(action, space: gym.Space):
@@ -64,35 +69,48 @@ def evaluate_individual(individual, env: gym.Env, buffer, episode_rng: np.random
     return Evaluation(float(np.mean(returns)), steps, len(returns))
 
 
+def has_diverged(individual) -> bool:
+    """Non-finite weights: a training step blew up (e.g. a mutated learning rate far too high)."""
+    return not all(bool(torch.isfinite(p).all()) for net in individual.networks()
+                   for p in net.parameters())
+
+
 def evaluate_population(population, envs, buffer, rng, random_actions, min_steps,
                         policy=None) -> list[Evaluation]:
     """Every individual's evaluation episodes. With a `policy` (one batched forward pass for
     the whole population, e.g. searl.batched_td3.PopulationPolicy) the individuals play side
     by side, one env each (`envs` is then a list); otherwise one after another on `envs`.
-    Both give the same transitions, stored in the same order (individual by individual)."""
+    Both give the same transitions, stored in the same order (individual by individual).
+    A diverged individual (non-finite weights) does not play: its fitness is -inf (the worst,
+    so selection drops it) and it adds nothing to the shared memory."""
     episode_rngs = [np.random.default_rng(seed) for seed in rng.integers(2**62, size=len(population))]
+    diverged = {i for i, individual in enumerate(population) if has_diverged(individual)}
     if policy is None:
         env = envs[0] if isinstance(envs, (list, tuple)) else envs
-        evaluations = [evaluate_individual(ind, env, buffer, episode_rng, random_actions, min_steps)
-                       for ind, episode_rng in zip(population, episode_rngs)]
+        evaluations = [DIVERGED if i in diverged else
+                       evaluate_individual(ind, env, buffer, episode_rng, random_actions, min_steps)
+                       for i, (ind, episode_rng) in enumerate(zip(population, episode_rngs))]
     else:
         evaluations = evaluate_side_by_side(policy, envs, buffer, episode_rngs, random_actions,
-                                            min_steps)
+                                            min_steps, skip=diverged)
     for individual, evaluation in zip(population, evaluations):
         individual.fitness.append(evaluation.fitness)
     return evaluations
 
 
 def evaluate_side_by_side(policy, envs, buffer, episode_rngs, random_actions: bool,
-                          min_steps: int, min_episodes: int = 1) -> list[Evaluation]:
+                          min_steps: int, min_episodes: int = 1, skip=()) -> list[Evaluation]:
     """`evaluate_individual` for the whole population at once: env i plays individual i's
     episodes; each step is one forward pass of `policy` for every individual still playing.
-    Transitions are stored when all are done, individual by individual."""
+    Transitions are stored when all are done, individual by individual. Individuals in `skip`
+    (diverged) do not play."""
     n = len(envs)
     transitions = [[] for _ in range(n)]
     returns, episode_return, steps = [[] for _ in range(n)], [0.0] * n, [0] * n
-    obs = [env.reset(seed=int(r.integers(2**31)))[0] for env, r in zip(envs, episode_rngs)]
-    playing = list(range(n))
+    playing = [i for i in range(n) if i not in skip]
+    obs = [envs[i].reset(seed=int(episode_rngs[i].integers(2**31)))[0] if i in playing
+           else np.zeros(envs[i].observation_space.shape, envs[i].observation_space.dtype)
+           for i in range(n)]
     while playing:
         if random_actions:
             actions = {i: random_action(envs[i].action_space, episode_rngs[i]) for i in playing}
@@ -116,8 +134,10 @@ def evaluate_side_by_side(policy, envs, buffer, episode_rngs, random_actions: bo
             still.append(i)
         playing = still
     for trajectory in transitions:
-        buffer.add_batch(*(np.asarray(column) for column in zip(*trajectory)))
-    return [Evaluation(float(np.mean(r)), s, len(r)) for r, s in zip(returns, steps)]
+        if trajectory:
+            buffer.add_batch(*(np.asarray(column) for column in zip(*trajectory)))
+    return [DIVERGED if i in skip else Evaluation(float(np.mean(r)), s, len(r))
+            for i, (r, s) in enumerate(zip(returns, steps))]
 
 
 # -- Sec. 3.2: selection ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from common.runs import require_finite
 from searl.algorithm import random_action, test_individual, to_env_action
 
 
@@ -28,34 +29,38 @@ def run_baseline(config, run, state, buffer, env, test_env, checkpoint_of) -> di
     bar = tqdm(total=config["total_steps"], initial=state["env_steps"], unit="step",
                desc=config["algorithm"], dynamic_ncols=True)
     next_test = (state["env_steps"] // config["eval_every"] + 1) * config["eval_every"]
-    while state["env_steps"] < config["total_steps"]:
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
-        done = False
-        while not done:
-            learning = state["env_steps"] >= config["random_steps"]
-            action = agent.act(obs, explore=True) if learning else random_action(env.action_space, rng)
-            next_obs, reward, terminated, truncated, _ = env.step(to_env_action(action, env.action_space))
-            buffer.add(obs, action, reward, next_obs, terminated, truncated)
-            obs, done = next_obs, terminated or truncated
-            state["env_steps"] += 1
-            if learning:
-                agent.learn(buffer, 1, rng)
-        bar.update(state["env_steps"] - bar.n)
-        if state["env_steps"] >= next_test or state["env_steps"] >= config["total_steps"]:
-            next_test = (state["env_steps"] // config["eval_every"] + 1) * config["eval_every"]
-            seeds = [int(s) for s in np.random.SeedSequence([config["seed"] + 100, state["env_steps"]])
-                     .generate_state(config["test_episodes"])]
-            test_return, test_steps = test_individual(agent, test_env, config["test_episodes"], seeds)
-            state["test_steps"] += test_steps
-            state["test_returns"].append(test_return)
-            state["wall_seconds"] = wall_before + time.time() - start
-            metrics.write({"env_steps": state["env_steps"], "test_steps": state["test_steps"],
-                           "test_return": test_return, "train_updates": agent.train_steps,
-                           "wall_seconds": round(state["wall_seconds"], 2)})
-            state["metric_rows"] = metrics.rows_written
-            run.save_checkpoint(checkpoint_of(state, buffer))
-            bar.set_postfix(test=f"{test_return:.1f}")
-    bar.close()
+    try:
+        while state["env_steps"] < config["total_steps"]:
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            done = False
+            while not done:
+                learning = state["env_steps"] >= config["random_steps"]
+                action = agent.act(obs, explore=True) if learning else random_action(env.action_space, rng)
+                next_obs, reward, terminated, truncated, _ = env.step(to_env_action(action, env.action_space))
+                buffer.add(obs, action, reward, next_obs, terminated, truncated)
+                obs, done = next_obs, terminated or truncated
+                state["env_steps"] += 1
+                if learning:
+                    losses = agent.learn(buffer, 1, rng)
+                    require_finite("the training loss", next(iter(losses.values())), state["env_steps"])
+            bar.update(state["env_steps"] - bar.n)
+            if state["env_steps"] >= next_test or state["env_steps"] >= config["total_steps"]:
+                next_test = (state["env_steps"] // config["eval_every"] + 1) * config["eval_every"]
+                seeds = [int(s) for s in np.random.SeedSequence([config["seed"] + 100, state["env_steps"]])
+                         .generate_state(config["test_episodes"])]
+                test_return, test_steps = test_individual(agent, test_env, config["test_episodes"], seeds)
+                require_finite("the test return", test_return, state["env_steps"])
+                state["test_steps"] += test_steps
+                state["test_returns"].append(test_return)
+                state["wall_seconds"] = wall_before + time.time() - start
+                metrics.write({"env_steps": state["env_steps"], "test_steps": state["test_steps"],
+                               "test_return": test_return, "train_updates": agent.train_steps,
+                               "wall_seconds": round(state["wall_seconds"], 2)})
+                state["metric_rows"] = metrics.rows_written
+                run.save_checkpoint(checkpoint_of(state, buffer))
+                bar.set_postfix(test=f"{test_return:.1f}")
+    finally:
+        bar.close()
     returns = state["test_returns"]
     return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
             "final_return": returns[-1], "best_return": max(returns),

@@ -434,6 +434,9 @@ class DQNIndividual:
 
     # -- acting ----------------------------------------------------------------------------
     @torch.no_grad()
+    def networks(self) -> list[nn.Module]:
+        return [self.net]
+
     def act(self, obs: np.ndarray, explore: bool) -> int:
         """Greedy action on the expected Q of one observation, on the mean weights (reference);
         with `explore` and `noisy_exploration`, on freshly resampled noisy weights."""

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.cli import ArgumentParser, UsageError, run_main
-from common.envs import check_env_id, make_env
-from common.runs import load_checkpoint, save_checkpoint
-from searl.algorithm import to_env_action
-from searl.evolvable import EvolvableMLP
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
+from common.envs import check_env_id, make_env  # noqa: E402
+from common.runs import load_checkpoint, save_checkpoint  # noqa: E402
+from searl.algorithm import to_env_action  # noqa: E402
+from searl.evolvable import EvolvableMLP  # noqa: E402
 
 ELITE_FILE = "elite_policy.pt"
 FORMAT = "searl-policy/1"

@@ -66,6 +66,9 @@ class TD3Individual:
                         for _ in range(2)]
         self._forget_training()
 
+    def networks(self) -> list[torch.nn.Module]:
+        return [self.actor, *self.critics]
+
     # -- acting ---------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:

@@ -12,27 +12,35 @@ the elite's noise-free test episodes are counted apart as test_steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.buffers import ReplayBuffer, require_shared_memory
-from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
-from common.config import load_config_file, parse_overrides, resolve_config
-from common.device import resolve_device, seed_everything
-from common.envs import check_env_id, make_env
-from common.parallel import WorkerPool
-from common.runs import RunDir, default_run_dir, reopen_run
-from searl import algorithm
-from searl.atari import FrameReplayBuffer, is_atari, make_atari_env
-from searl.baselines import run_baseline
-from searl.batched_td3 import reuse_freed_memory
-from searl.dqn import DQN_DEFAULTS, DQNIndividual
-from searl.evaluate import ELITE_FILE, export_policy
-from searl.td3 import ACTIVATIONS, TD3_DEFAULTS, TD3Individual
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.buffers import ReplayBuffer, require_shared_memory  # noqa: E402
+from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
+                        add_parallel_args, run_main)
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+                           load_config_file, parse_overrides, resolve_config)
+from common.device import resolve_device, seed_everything  # noqa: E402
+from common.envs import check_env_id, make_env  # noqa: E402
+from common.parallel import WorkerPool  # noqa: E402
+from common.runs import RunDir, default_run_dir, reopen_run, require_finite  # noqa: E402
+from searl import algorithm  # noqa: E402
+from searl.atari import FrameReplayBuffer, is_atari, make_atari_env  # noqa: E402
+from searl.baselines import run_baseline  # noqa: E402
+from searl.batched_td3 import reuse_freed_memory  # noqa: E402
+from searl.dqn import DQN_DEFAULTS, DQNIndividual  # noqa: E402
+from searl.evaluate import ELITE_FILE, export_policy  # noqa: E402
+from searl.td3 import ACTIVATIONS, TD3_DEFAULTS, TD3Individual  # noqa: E402
 
 ALGORITHMS = ("searl_td3", "searl_dqn", "td3", "dqn")
 DEFAULTS = {
@@ -73,6 +81,25 @@ SMOKE = {  # a small budget of the real thing for each algorithm
             "eval_every": 1_000, "test_episodes": 2, "replay_size": 10_000,
             "torch_threads": 1},
 }
+# the values each numeric key allows (checked with the config, before anything is written)
+RANGES = {
+    **{key: AT_LEAST_ONE for key in ("total_steps", "population", "tournament_size", "replay_size",
+                                     "min_eval_steps", "test_episodes", "eval_every")},
+    **{key: NON_NEGATIVE for key in ("train_fraction", "min_train_steps", "max_train_steps",
+                                     "random_steps", "torch_threads")},
+    **{f"td3.{key}": POSITIVE for key in ("lr_actor", "lr_critic", "clip_grad")},
+    **{f"td3.{key}": AT_LEAST_ONE for key in ("hidden", "batch_size", "policy_delay",
+                                              "max_layers", "max_nodes")},
+    **{f"td3.{key}": NON_NEGATIVE for key in ("policy_noise", "noise_clip", "exploration_noise")},
+    "td3.gamma": PROBABILITY, "td3.tau": PROBABILITY,
+    **{f"dqn.{key}": POSITIVE for key in ("lr", "lr_min", "lr_max")},
+    **{f"dqn.{key}": AT_LEAST_ONE for key in ("num_atoms", "channels", "kernels", "strides", "hidden",
+                                              "batch_size", "target_update_every",
+                                              "noise_reset_every", "max_mlp_layers",
+                                              "max_cnn_layers", "max_channels", "max_nodes")},
+    **{f"dqn.{key}": NON_NEGATIVE for key in ("noise_std", "reward_clip", "paddings")},
+    "dqn.gamma": PROBABILITY, "dqn.tau": PROBABILITY,
+}
 FLAG_KEYS = ("env", "seed", "total_steps", "population")  # flags that set config keys
 
 
@@ -105,7 +132,7 @@ def build_config(args) -> dict:
     if args.one_by_one:
         flags["batched"] = False
     overrides = parse_overrides(args.overrides)
-    config = resolve_config(DEFAULTS, file_layer, smoke, overrides, flags)
+    config = resolve_config(DEFAULTS, file_layer, smoke, overrides, flags, ranges=RANGES)
     if algorithm.endswith("dqn"):  # C51's value support for this env unless the user set one
         explicit = {**(file_layer.get("dqn") or {}), **overrides.get("dqn", {})}
         for key, value in value_support_for(config["env"]).items():
@@ -117,11 +144,6 @@ def build_config(args) -> dict:
 
 def check_config(config: dict) -> None:
     """Everything a user can get wrong, before any file is written."""
-    for key in ("total_steps", "population", "tournament_size", "min_eval_steps", "replay_size"):
-        if config[key] <= 0:
-            raise UsageError(f"{key} must be positive, got {config[key]}")
-    if config["test_episodes"] < 1:
-        raise UsageError(f"test_episodes must be at least 1, got {config['test_episodes']}")
     if any(p < 0 for p in config["mutation_probabilities"].values()) or \
             sum(config["mutation_probabilities"].values()) <= 0:
         raise UsageError("mutation_probabilities must be non-negative and not all zero")
@@ -226,54 +248,87 @@ def run_searl(config, run, state, buffer, envs, test_env, pool) -> dict:
     bar = tqdm(total=config["total_steps"], initial=min(state["env_steps"], config["total_steps"]),
                unit="step", desc="SEARL", dynamic_ncols=True)
     population = state["population"]
-    while state["env_steps"] < config["total_steps"]:
-        generation = state["generation"]
-        updates = 0
-        if generation > 0:  # Sec. 3.3 and 3.4 on the population selected last generation
-            algorithm.mutate_population(population, rng, probabilities)
-            updates = algorithm.updates_per_individual(
-                state["last_steps"], config["train_fraction"], config["min_train_steps"],
-                config["max_train_steps"])
-            population = algorithm.train_population(population, buffer, updates, rng, pool,
-                                                    batched=batched)
-        policy = type(population[0]).population_policy(population) if batched else None
-        evaluations = algorithm.evaluate_population(
-            population, envs, buffer, rng, random_actions=generation == 0
-            and config["random_first_generation"], min_steps=config["min_eval_steps"], policy=policy)
-        generation_steps = sum(e.steps for e in evaluations)
-        state["env_steps"] += generation_steps
-        for individual, evaluation in zip(population, evaluations):
-            population_log.write({"generation": generation, "env_steps": state["env_steps"],
-                                  "id": individual.index, "parent": individual.parent,
-                                  "mutation": individual.mutation, "fitness": evaluation.fitness,
-                                  "eval_steps": evaluation.steps, **individual.describe()})
-        elite, population, state["next_index"] = algorithm.tournament_selection(
-            population, config["tournament_size"], rng, state["next_index"], config["elitism"])
-        seeds = [int(s) for s in np.random.SeedSequence([config["seed"] + 100, generation])
-                 .generate_state(config["test_episodes"])]
-        test_return, test_steps = algorithm.test_individual(elite, test_env, config["test_episodes"], seeds)
-        state["test_steps"] += test_steps
-        state["elite_returns"].append(test_return)
-        fitness = [e.fitness for e in evaluations]
-        wall = wall_before + time.time() - start
-        metrics.write({"generation": generation, "env_steps": state["env_steps"],
-                       "test_steps": state["test_steps"], "elite_test_return": test_return,
-                       "best_fitness": max(fitness), "mean_fitness": float(np.mean(fitness)),
-                       "elite_id": elite.index, "updates_per_individual": updates,
-                       "wall_seconds": round(wall, 2)})
-        state.update(generation=generation + 1, population=population, elite=elite,
-                     last_steps=generation_steps, metric_rows=metrics.rows_written,
-                     population_rows=population_log.rows_written, wall_seconds=wall)
-        run.save_checkpoint(checkpoint_of(state, buffer))
-        export_policy(run.path / ELITE_FILE, elite, config, envs[0])
-        bar.update(min(generation_steps, config["total_steps"] - bar.n))
-        bar.set_postfix(gen=generation, elite=f"{test_return:.1f}", best_fit=f"{max(fitness):.1f}")
-    bar.close()
+    try:
+        while state["env_steps"] < config["total_steps"]:
+            generation = state["generation"]
+            updates = 0
+            if generation > 0:  # Sec. 3.3 and 3.4 on the population selected last generation
+                algorithm.mutate_population(population, rng, probabilities)
+                updates = algorithm.updates_per_individual(
+                    state["last_steps"], config["train_fraction"], config["min_train_steps"],
+                    config["max_train_steps"])
+                population = algorithm.train_population(population, buffer, updates, rng, pool,
+                                                        batched=batched)
+            policy = type(population[0]).population_policy(population) if batched else None
+            evaluations = algorithm.evaluate_population(
+                population, envs, buffer, rng, random_actions=generation == 0
+                and config["random_first_generation"], min_steps=config["min_eval_steps"], policy=policy)
+            generation_steps = sum(e.steps for e in evaluations)
+            state["env_steps"] += generation_steps
+            diverged = [ind.index for ind, e in zip(population, evaluations) if e is algorithm.DIVERGED]
+            if diverged:   # the worst fitness: selection drops them, the run carries on
+                state["diverged_individuals"] = state.get("diverged_individuals", 0) + len(diverged)
+                tqdm.write(f"generation {generation}: individuals {diverged} diverged (non-finite "
+                           f"weights after training): fitness -inf, not played", file=sys.stderr)
+            if len(diverged) == len(population):
+                raise Diverged(f"every individual's weights are non-finite after generation "
+                               f"{generation}'s training", state["env_steps"])
+            for individual, evaluation in zip(population, evaluations):
+                population_log.write({"generation": generation, "env_steps": state["env_steps"],
+                                      "id": individual.index, "parent": individual.parent,
+                                      "mutation": individual.mutation, "fitness": evaluation.fitness,
+                                      "eval_steps": evaluation.steps, **individual.describe()})
+            elite, population, state["next_index"] = algorithm.tournament_selection(
+                population, config["tournament_size"], rng, state["next_index"], config["elitism"])
+            seeds = [int(s) for s in np.random.SeedSequence([config["seed"] + 100, generation])
+                     .generate_state(config["test_episodes"])]
+            test_return, test_steps = algorithm.test_individual(elite, test_env, config["test_episodes"], seeds)
+            require_finite("the elite's test return", test_return, state["env_steps"])
+            state["test_steps"] += test_steps
+            state["elite_returns"].append(test_return)
+            fitness = [e.fitness for e in evaluations if e is not algorithm.DIVERGED]
+            wall = wall_before + time.time() - start
+            metrics.write({"generation": generation, "env_steps": state["env_steps"],
+                           "test_steps": state["test_steps"], "elite_test_return": test_return,
+                           "best_fitness": max(fitness), "mean_fitness": float(np.mean(fitness)),
+                           "elite_id": elite.index, "updates_per_individual": updates,
+                           "wall_seconds": round(wall, 2)})
+            state.update(generation=generation + 1, population=population, elite=elite,
+                         last_steps=generation_steps, metric_rows=metrics.rows_written,
+                         population_rows=population_log.rows_written, wall_seconds=wall)
+            run.save_checkpoint(checkpoint_of(state, buffer))
+            export_policy(run.path / ELITE_FILE, elite, config, envs[0])
+            bar.update(min(generation_steps, config["total_steps"] - bar.n))
+            bar.set_postfix(gen=generation, elite=f"{test_return:.1f}", best_fit=f"{max(fitness):.1f}")
+    finally:
+        bar.close()
     returns = state["elite_returns"]
     return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
             "final_return": returns[-1], "best_return": max(returns),
             "wall_seconds": round(state["wall_seconds"], 2), "generations": state["generation"],
+            "diverged_individuals": state.get("diverged_individuals", 0),
             "elite": state["elite"].describe() if state["elite"] is not None else None}
+
+
+def summary_so_far(state: dict) -> dict:
+    """What a run had reached when it stopped (for a diverged run's summary.json)."""
+    returns = state.get("elite_returns", state.get("test_returns", []))
+    return {"env_steps": state.get("env_steps", 0), "test_steps": state.get("test_steps", 0),
+            "final_return": returns[-1] if returns else None,
+            "best_return": max(returns) if returns else None,
+            "wall_seconds": round(state.get("wall_seconds", 0.0), 2),
+            "diverged_individuals": state.get("diverged_individuals", 0)}
+
+
+@contextlib.contextmanager
+def divergence_recorded(run: RunDir, state: dict):
+    """A NaN / inf that stops the run goes into summary.json (status: diverged) before the
+    one-line exit; the last checkpoint (the last good generation) stays as it was."""
+    try:
+        yield
+    except Diverged as error:
+        run.write_divergence(error, summary_so_far(state))
+        raise
 
 
 def checkpoint_of(state: dict, buffer) -> dict:
@@ -298,7 +353,7 @@ def main(argv=None) -> None:
     run = state = buffer_state = None
     if args.resume:
         run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="total_steps")
-        config = resolve_config(DEFAULTS, saved_config)
+        config = resolve_config(DEFAULTS, saved_config, ranges=RANGES)
         saved = run.load_checkpoint()
         buffer_state = saved.pop("buffer")
         state = restore_state(saved)
@@ -328,14 +383,16 @@ def main(argv=None) -> None:
         envs = [env] + [make_env_for(config, config["seed"])
                         for _ in range(config["population"] - 1)] \
             if uses_batched_population(config) else [env]
-        with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
+        with WorkerPool(args.workers, args.backend, args.ray_address) as pool, \
+                divergence_recorded(run, state):
             summary = run_searl(config, run, state, buffer, envs, test_env, pool)
     else:
         if state is None:
             rng = np.random.default_rng(config["seed"])
             state = {"agent": make_individual(config, env, 0, config["seed"], rng, device),
                      "rng": rng}
-        summary = run_baseline(config, run, state, buffer, env, test_env, checkpoint_of)
+        with divergence_recorded(run, state):
+            summary = run_baseline(config, run, state, buffer, env, test_env, checkpoint_of)
         export_policy(run.path / ELITE_FILE, state["agent"], config, env)
     summary.update(algorithm=config["algorithm"], env=config["env"], seed=config["seed"])
     run.write_summary(summary)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,13 +26,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.buffers import ReplayBuffer
-from common.cli import ArgumentParser, UsageError, run_main
-from common.device import resolve_device, seed_everything, set_single_thread
-from common.envs import make_env
-from common.runs import load_checkpoint, save_checkpoint, write_json_atomic
-from steve.config import experiment_dir, load_config
-from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.buffers import ReplayBuffer  # noqa: E402
+from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
+from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
+from common.envs import make_env  # noqa: E402
+from common.runs import (check_out_dir, load_checkpoint, require_finite,  # noqa: E402
+                         save_checkpoint, write_divergence, write_json_atomic)
+from steve.config import experiment_dir, load_config  # noqa: E402
+from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
 
 SMOKE = {"frames": 1500, "full_random_n": 500, "pretrain_n": 100, "eval_every": 500}
 
@@ -170,45 +175,48 @@ def train(run: Run, args, out: Path, budget: dict, env, eval_env) -> dict:
     start, last = time.time(), {"model_use": 0.0}
     obs, _ = env.reset(seed=args.seed + run.episodes if run.frames == 0 else None)
     bar = tqdm(total=budget["frames"], initial=run.frames, unit="frame", desc=cfg["name"], dynamic_ncols=True)
-    while run.frames < budget["frames"]:
-        if run.frames < budget["random_frames"]:
-            action = run.rng.uniform(-1, 1, env.action_space.shape)
-        else:
-            with torch.no_grad():
-                pre = run.value.policy.pre_tanh(torch.as_tensor(obs)).numpy()
-            action = explore(pre, policy["exploration"], run.rng)
-        nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
-        run.replay.add(obs, action, reward, nxt, terminated, truncated)
-        if run.concurrent:
-            run.concurrent.send((obs, action, reward, nxt, terminated, truncated))
-        run.frames += 1
-        obs = nxt
-        if terminated or truncated:
-            run.episodes += 1
-            obs, _ = env.reset()
-        if run.frames >= budget["random_frames"]:
-            last.update(learn(run, budget, value_log, world_log))
-        if run.frames % budget["eval_every"] == 0:
-            score, steps = greedy_episode(run, eval_env)
-            run.evals += 1
-            run.test_steps += steps
-            hours = run.hours_before + (time.time() - start) / 3600
-            epochs = run.value.updates // policy["epoch_every_n"]
-            greedy_csv.writerow([f"{hours:.5f}", epochs, run.frames, f"{score:.3f}"])
-            metrics_csv.writerow({"env_steps": run.frames, "test_steps": run.test_steps, "score": round(score, 3),
-                                  "model_use": round(last["model_use"], 4), "updates": run.value.updates,
-                                  "hours": round(hours, 5), "wall_seconds": round(hours * 3600, 1)})
-            greedy.flush(), metrics.flush()
-            bar.set_postfix(score=f"{score:.1f}", model_use=f"{last['model_use']:.2f}")
-            save_latest(run, out)
-        if run.frames % budget["backup_every"] == 0 or run.frames == budget["frames"]:
-            run.hours_before += (time.time() - start) / 3600
-            start = time.time()
-            save_checkpoint(run.state_dict(), out / cfg["save_model_path"] / "backup.pt")
-        bar.update(1)
-    bar.close()
-    for f in (greedy, metrics, value_log, world_log):
-        f.close()
+    try:
+        while run.frames < budget["frames"]:
+            if run.frames < budget["random_frames"]:
+                action = run.rng.uniform(-1, 1, env.action_space.shape)
+            else:
+                with torch.no_grad():
+                    pre = run.value.policy.pre_tanh(torch.as_tensor(obs)).numpy()
+                action = explore(pre, policy["exploration"], run.rng)
+            nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
+            run.replay.add(obs, action, reward, nxt, terminated, truncated)
+            if run.concurrent:
+                run.concurrent.send((obs, action, reward, nxt, terminated, truncated))
+            run.frames += 1
+            obs = nxt
+            if terminated or truncated:
+                run.episodes += 1
+                obs, _ = env.reset()
+            if run.frames >= budget["random_frames"]:
+                last.update(learn(run, budget, value_log, world_log))
+            if run.frames % budget["eval_every"] == 0 or run.frames == budget["frames"]:
+                score, steps = greedy_episode(run, eval_env)
+                require_finite("the greedy episode's score", score, run.frames)
+                run.evals += 1
+                run.test_steps += steps
+                hours = run.hours_before + (time.time() - start) / 3600
+                epochs = run.value.updates // policy["epoch_every_n"]
+                greedy_csv.writerow([f"{hours:.5f}", epochs, run.frames, f"{score:.3f}"])
+                metrics_csv.writerow({"env_steps": run.frames, "test_steps": run.test_steps, "score": round(score, 3),
+                                      "model_use": round(last["model_use"], 4), "updates": run.value.updates,
+                                      "hours": round(hours, 5), "wall_seconds": round(hours * 3600, 1)})
+                greedy.flush(), metrics.flush()
+                bar.set_postfix(score=f"{score:.1f}", model_use=f"{last['model_use']:.2f}")
+                save_latest(run, out)
+            if run.frames % budget["backup_every"] == 0 or run.frames == budget["frames"]:
+                run.hours_before += (time.time() - start) / 3600
+                start = time.time()
+                save_checkpoint(run.state_dict(), out / cfg["save_model_path"] / "backup.pt")
+            bar.update(1)
+    finally:
+        bar.close()
+        for f in (greedy, metrics, value_log, world_log):
+            f.close()
     return last
 
 
@@ -225,6 +233,7 @@ def learn(run: Run, budget: dict, value_log, world_log) -> dict:
             run.world_loads += 1
         while run.value.updates < run.frames - budget["random_frames"]:
             info = run.value.update(sample(), run.world.model if run.pretrained else None)
+            require_finite("the value learner's loss", list(info.values()), run.frames)
             if run.value.updates % cfg["policy_config"]["log_every_n"] == 0:
                 value_log.write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
         return info
@@ -241,6 +250,7 @@ def learn(run: Run, budget: dict, value_log, world_log) -> dict:
             if run.world.updates % cfg["model_config"]["log_every_n"] == 0:
                 world_log.write(json.dumps({"updates": run.world.updates, **winfo}) + "\n")
         info = run.value.update(sample(), run.world.model if run.world else None)
+        require_finite("the value learner's loss", list(info.values()), run.frames)
         if run.value.updates % cfg["policy_config"]["log_every_n"] == 0:
             value_log.write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
     return info
@@ -281,6 +291,11 @@ def main(argv=None) -> None:
         raise UsageError(f"--resume: no backup at {backup}")
     if not args.resume and out.exists():
         raise UsageError(f"{out} already exists; continue it with --resume or choose another --output-root")
+    if not args.resume:
+        check_out_dir(out)   # a writable place, before anything is written
+    env = make_env(cfg["env"]["name"], seed=args.seed, max_episode_steps=cfg["env"]["max_frames"])
+    eval_env = make_env(cfg["env"]["name"], seed=args.seed + 100, max_episode_steps=cfg["env"]["max_frames"])
+    saved = load_checkpoint(backup) if args.resume else None   # a damaged backup: one line, exit 2
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)
     write_json_atomic(out / "config.json", {**cfg, "_run": {"seed": args.seed, "frames": budget["frames"],
@@ -288,11 +303,9 @@ def main(argv=None) -> None:
                                                             "corrupt_model": args.corrupt_model}})
     seed_everything(args.seed)
     set_single_thread()
-    env = make_env(cfg["env"]["name"], seed=args.seed, max_episode_steps=cfg["env"]["max_frames"])
-    eval_env = make_env(cfg["env"]["name"], seed=args.seed + 100, max_episode_steps=cfg["env"]["max_frames"])
     run = Run(cfg, args.seed, args.corrupt_model)
-    if args.resume:
-        run.load_state_dict(load_checkpoint(backup))
+    if saved is not None:
+        run.load_state_dict(saved)
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
     if speedrun and run.world is not None:
         from steve.speedrun import WorldModelProcess
@@ -309,6 +322,14 @@ def main(argv=None) -> None:
     started = time.time()
     try:
         last = train(run, args, out, budget, env, eval_env)
+    except Diverged as error:   # summary.json says so; the last backup stays as it was
+        scores = [float(row["score"]) for row in csv.DictReader(open(out / "metrics.csv"))]
+        write_divergence(out, error, {"env_steps": run.frames, "test_steps": run.test_steps,
+                                      "final_return": scores[-1] if scores else None,
+                                      "best_return": max(scores) if scores else None,
+                                      "wall_seconds": round(time.time() - started, 1),
+                                      "updates": run.value.updates}, backup)
+        raise
     finally:
         if run.concurrent:
             run.concurrent.close()

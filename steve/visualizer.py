@@ -9,17 +9,21 @@ MUJOCO_GL=egl or osmesa and that library installed) and writes an mp4 with OpenC
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.cli import ArgumentParser, UsageError, run_main
-from common.envs import make_env
-from common.runs import load_checkpoint
-from steve.config import load_config
-from steve.models import Policy
-from steve.train import to_env
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
+from common.envs import make_env  # noqa: E402
+from common.runs import load_checkpoint  # noqa: E402
+from steve.config import load_config  # noqa: E402
+from steve.models import Policy  # noqa: E402
+from steve.train import to_env  # noqa: E402
 
 
 def parse_args(argv):

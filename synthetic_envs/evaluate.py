@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.cli import ArgumentParser, UsageError, add_parallel_args, run_main
-from common.parallel import WorkerPool
-from common.runs import load_checkpoint, write_json_atomic
-from synthetic_envs import inner
-from synthetic_envs.envs import env_spec, make_real_env
-from synthetic_envs.nes import seed_for
-from synthetic_envs.proxies import build_proxy
-from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_AGENTS
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import ArgumentParser, UsageError, add_parallel_args, run_main  # noqa: E402
+from common.parallel import WorkerPool  # noqa: E402
+from common.runs import load_checkpoint, write_json_atomic  # noqa: E402
+from synthetic_envs import inner  # noqa: E402
+from synthetic_envs.envs import env_spec, make_real_env  # noqa: E402
+from synthetic_envs.nes import seed_for  # noqa: E402
+from synthetic_envs.proxies import build_proxy  # noqa: E402
+from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_AGENTS  # noqa: E402
 
 GROUPS = ("proxy", "baseline", "intrinsic")
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from common.cli import Diverged
+from common.runs import require_finite
 from synthetic_envs import inner
 from synthetic_envs.envs import env_spec, make_real_env
 from synthetic_envs.proxies import build_proxy, get_flat, set_flat
@@ -145,6 +147,21 @@ def score_transform(scores, scores_orig, kind: int) -> np.ndarray:
     return weights / (weights.max() if kind == 6 else weights.sum())
 
 
+def worst_for_non_finite(scores, scores_orig) -> tuple[list[float], list[float], int]:
+    """A diverged inner agent (NaN / inf score) ranks below every finite score of the
+    iteration: its score becomes (lowest finite score) − 1, so no transform can move ψ towards
+    it. Returns both lists and how many scores were replaced."""
+    finite = [x for x in list(scores) + list(scores_orig) if np.isfinite(x)]
+    if not finite:
+        raise Diverged("every inner agent's score is non-finite")
+    worst = min(finite) - 1.0
+
+    def fixed(values):
+        return [float(x) if np.isfinite(x) else worst for x in values]
+    replaced = sum(not np.isfinite(x) for x in list(scores) + list(scores_orig))
+    return fixed(scores), fixed(scores_orig), replaced
+
+
 def nes_update(psi: np.ndarray, noises: list[np.ndarray], weights, step_size: float,
                weight_decay: float = 0.0) -> np.ndarray:
     """ψ ← (1 − λ)ψ + α Σ_i w_i ε_i (the reference's update: no 1/(nσ) normalisation)."""
@@ -166,6 +183,7 @@ class NESState:
     best_psi: np.ndarray | None = None
     last_score: float = float("nan")  # the current proxy's score in the last iteration
     solved: bool = False
+    non_finite_scores: int = 0         # diverged inner agents, ranked worst (worst_for_non_finite)
 
 
 @dataclass
@@ -202,17 +220,21 @@ def nes_step(state: NESState, setup: dict, seed: int, pool) -> IterationStats:
     tasks = worker_tasks(state, setup, seed)
     results = pool.map(evaluate_worker, tasks)
     noises = [noise(t.noise_seed, len(state.psi), setup["sigma"]) for t in tasks]
-    scores_orig = [r.score_orig for r in results]
+    perturbed, scores_orig, replaced = worst_for_non_finite(
+        [r.score_add for r in results] + [r.score_sub for r in results],
+        [r.score_orig for r in results])
+    state.non_finite_scores += replaced
+    n = len(results)
+    score_add, score_sub = perturbed[:n], perturbed[n:]
     proxy_score = float(np.mean(scores_orig))
     if setup["estimator"] == "mirrored":
-        chosen = [mirrored_choice(r.score_add, r.score_sub) for r in results]
+        chosen = [mirrored_choice(add, sub) for add, sub in zip(score_add, score_sub)]
         scores = [score for score, _ in chosen]
         weights = score_transform(scores, scores_orig, setup["score_transform"])
         directions = [sign * eps for (_, sign), eps in zip(chosen, noises)]
     else:  # antithetic: transform all 2n scores together; ε_i gets w(+ε_i) − w(−ε_i)
-        scores = [r.score_add for r in results] + [r.score_sub for r in results]
+        scores = score_add + score_sub
         both = score_transform(scores, scores_orig, setup["score_transform"])
-        n = len(results)
         weights = both[:n] - both[n:]
         directions = noises
     stats = IterationStats(state.iteration, proxy_score, float(np.max(scores)), float(np.mean(scores)),
@@ -224,6 +246,8 @@ def nes_step(state: NESState, setup: dict, seed: int, pool) -> IterationStats:
     state.env_steps += stats.real_steps
     state.test_steps += stats.test_steps
     if not (state.solved and setup["quit_when_solved"]):
-        state.psi = nes_update(state.psi, directions, weights, setup["step_size"], setup["weight_decay"])
+        psi = nes_update(state.psi, directions, weights, setup["step_size"], setup["weight_decay"])
+        require_finite("the proxy's parameters ψ after the NES update", psi, state.env_steps)
+        state.psi = psi
     state.iteration += 1
     return stats

@@ -17,6 +17,7 @@ Then: python synthetic_envs/evaluate.py RUN_DIR --n-agents 100
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -24,14 +25,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import ArgumentParser, UsageError, add_common_args, add_parallel_args, run_main
-from common.config import load_config_file, parse_overrides, resolve_config
-from common.device import resolve_device, seed_everything
-from common.parallel import WorkerPool
-from common.runs import RunDir, default_run_dir, reopen_run, save_checkpoint
-from synthetic_envs import inner, nes
-from synthetic_envs.envs import ENV_SPECS, env_spec, make_real_env
-from synthetic_envs.proxies import LEARNED_MODES, RN_MODES, build_proxy, check_mode, set_flat
+if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
+                        add_parallel_args, run_main)
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+                           load_config_file, parse_overrides, resolve_config)
+from common.device import resolve_device, seed_everything  # noqa: E402
+from common.parallel import WorkerPool  # noqa: E402
+from common.runs import RunDir, default_run_dir, reopen_run, save_checkpoint  # noqa: E402
+from synthetic_envs import inner, nes  # noqa: E402
+from synthetic_envs.envs import ENV_SPECS, env_spec, make_real_env  # noqa: E402
+from synthetic_envs.proxies import LEARNED_MODES, RN_MODES, build_proxy, check_mode, set_flat  # noqa: E402
 
 KINDS = ("se", "rn")
 DEFAULTS = {
@@ -63,6 +69,25 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # --smoke: small budgets of the same runs (the Cliff ones are cheap enough to stay nearly whole)
 SMOKE = {"iterations": 2, "num_workers": 1, "agent_hp": {"max_episodes": 2, "init_episodes": 1}}
 SMOKE_CLIFF = {"iterations": 20}
+# the values each numeric key allows (checked with the config, before anything is written)
+RANGES = {
+    **{key: AT_LEAST_ONE for key in ("iterations", "num_workers", "num_grad_evals")},
+    "sigma": POSITIVE, "step_size": POSITIVE, "weight_decay": PROBABILITY,
+    "unsolved_weight": NON_NEGATIVE,
+    "proxy.hidden_size": AT_LEAST_ONE, "proxy.hidden_layer": NON_NEGATIVE,
+    "inner.test_episodes": AT_LEAST_ONE, "inner.check_every": AT_LEAST_ONE,
+    "inner.early_out_num": NON_NEGATIVE, "inner.se_plateau": NON_NEGATIVE,
+    # the inner agents' hyperparameters (the keys an agent has; see inner.agent_hp)
+    **{f"agent_hp.{key}": POSITIVE for key in ("lr", "icm_lr", "alpha", "gumbel_softmax_temp")},
+    **{f"agent_hp.{key}": AT_LEAST_ONE for key in (
+        "max_episodes", "batch_size", "hidden_size", "rb_size", "same_action_num", "policy_delay",
+        "update_episodes", "episode_steps", "ppo_epochs", "feature_dim", "icm_feature_dim",
+        "icm_hidden_size")},
+    **{f"agent_hp.{key}": NON_NEGATIVE for key in (
+        "hidden_layer", "init_episodes", "action_std", "policy_std", "policy_std_clip", "vf_coef",
+        "ent_coef", "eps_clip", "beta", "icm_beta", "icm_eta")},
+    **{f"agent_hp.{key}": PROBABILITY for key in ("gamma", "tau", "eps_init", "eps_min", "eps_decay")},
+}
 FLAG_KEYS = ("kind", "env", "agent", "mode", "seed", "vary_hp", "iterations")
 
 
@@ -110,7 +135,8 @@ def build_config(args) -> dict:
     inner.check_agent(agent, make_real_env(env, 0))
     defaults = dict(DEFAULTS, agent_hp=inner.agent_hp(agent, env))
     smoke = (SMOKE_CLIFF if env == "cliff" else SMOKE) if args.smoke else None
-    config = resolve_config(defaults, preset, file_layer, smoke, overrides, flags, {"agent": agent})
+    config = resolve_config(defaults, preset, file_layer, smoke, overrides, flags, {"agent": agent},
+                            ranges=RANGES)
     check_config(config)
     return config
 
@@ -121,9 +147,6 @@ def check_config(config: dict) -> None:
         if config["mode"] not in LEARNED_MODES:
             raise UsageError(f"mode {config['mode']} ({RN_MODES[config['mode']]}) has nothing to "
                              f"learn; evaluate.py trains it as a baseline")
-    for key in ("iterations", "num_workers", "num_grad_evals", "sigma", "step_size"):
-        if config[key] <= 0:
-            raise UsageError(f"{key} must be positive, got {config[key]}")
     if config["score_transform"] not in nes.SCORE_TRANSFORMS:
         raise UsageError(f"score_transform must be one of {sorted(nes.SCORE_TRANSFORMS)}, "
                          f"got {config['score_transform']}")
@@ -131,10 +154,6 @@ def check_config(config: dict) -> None:
         raise UsageError(f"estimator must be one of {', '.join(nes.ESTIMATORS)}, got {config['estimator']!r}")
     if config["grad_eval_type"] not in ("mean", "min"):
         raise UsageError(f"grad_eval_type must be mean or min, got {config['grad_eval_type']!r}")
-    if config["inner"]["test_episodes"] <= 0 or config["inner"]["check_every"] <= 0:
-        raise UsageError("inner.test_episodes and inner.check_every must be positive")
-    if config["agent_hp"].get("max_episodes", 1) <= 0:
-        raise UsageError("agent_hp.max_episodes must be positive")
 
 
 def save_proxy(path, config: dict, psi: np.ndarray, score: float, iteration: int) -> None:
@@ -155,21 +174,23 @@ def run_nes(config: dict, run: RunDir, state: nes.NESState, pool, wall_before: f
     bar = tqdm(total=config["iterations"], initial=state.iteration, unit="it",
                desc=f"NES {config['kind']}/{config['env']}", dynamic_ncols=True)
     wall = wall_before
-    while state.iteration < config["iterations"] and not (state.solved and config["quit_when_solved"]):
-        best_before = state.best_score
-        stats = nes.nes_step(state, config, config["seed"], pool)
-        wall = wall_before + time.time() - start
-        metrics.write({"iteration": stats.iteration, "env_steps": state.env_steps,
-                       "test_steps": state.test_steps, "proxy_score": round(stats.proxy_score, 4),
-                       "best_worker_score": round(stats.best_worker_score, 4),
-                       "mean_worker_score": round(stats.mean_worker_score, 4),
-                       "best_proxy_score": round(state.best_score, 4), "wall_seconds": round(wall, 2)})
-        if state.best_score > best_before:
-            save_proxy(run.path / "proxy.pt", config, state.best_psi, state.best_score, stats.iteration)
-        run.save_checkpoint({"state": state, "wall_seconds": wall})
-        bar.update(1)
-        bar.set_postfix(proxy=f"{stats.proxy_score:.4g}", best=f"{state.best_score:.4g}")
-    bar.close()
+    try:
+        while state.iteration < config["iterations"] and not (state.solved and config["quit_when_solved"]):
+            best_before = state.best_score
+            stats = nes.nes_step(state, config, config["seed"], pool)
+            wall = wall_before + time.time() - start
+            metrics.write({"iteration": stats.iteration, "env_steps": state.env_steps,
+                           "test_steps": state.test_steps, "proxy_score": round(stats.proxy_score, 4),
+                           "best_worker_score": round(stats.best_worker_score, 4),
+                           "mean_worker_score": round(stats.mean_worker_score, 4),
+                           "best_proxy_score": round(state.best_score, 4), "wall_seconds": round(wall, 2)})
+            if state.best_score > best_before:
+                save_proxy(run.path / "proxy.pt", config, state.best_psi, state.best_score, stats.iteration)
+            run.save_checkpoint({"state": state, "wall_seconds": wall})
+            bar.update(1)
+            bar.set_postfix(proxy=f"{stats.proxy_score:.4g}", best=f"{state.best_score:.4g}")
+    finally:
+        bar.close()
     return wall
 
 
@@ -178,9 +199,9 @@ def main(argv=None) -> None:
     resolve_device(args.device)  # validates --device; the inner agents are small CPU nets
     if args.resume:
         run, saved = reopen_run(args, FLAG_KEYS, budget_key="iterations")
-        config = resolve_config(dict(DEFAULTS, agent_hp=saved["agent_hp"]), saved)
+        config = resolve_config(dict(DEFAULTS, agent_hp=saved["agent_hp"]), saved, ranges=RANGES)
     else:
-        config = build_config(args)
+        config = build_config(args)   # every check: only then the run folder
         run = RunDir(args.out_dir or default_run_dir("synthetic_envs", f"{config['kind']}_{config['env']}",
                                                      config["seed"]))
     run.write_config(config)
@@ -192,13 +213,19 @@ def main(argv=None) -> None:
     else:
         state, wall_before = nes.NESState(psi=nes.initial_psi(config, config["seed"])), 0.0
     with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
-        wall = run_nes(config, run, state, pool, wall_before)
+        try:
+            wall = run_nes(config, run, state, pool, wall_before)
+        except Diverged as error:   # summary.json says so; the last iteration's checkpoint stays
+            error.step = state.env_steps if error.step is None else error.step
+            run.write_divergence(error, summary_so_far(state, config))
+            raise
     summary = {"env_steps": state.env_steps, "test_steps": state.test_steps,
                "final_return": state.last_score,
                "best_return": state.best_score, "wall_seconds": round(wall, 2),
                "iterations": state.iteration, "solved": state.solved, "kind": config["kind"],
                "env": config["env"], "agent": config["agent"], "mode": config["mode"],
-               "seed": config["seed"], "score_meaning": score_meaning(config)}
+               "seed": config["seed"], "score_meaning": score_meaning(config),
+               "non_finite_scores": state.non_finite_scores}
     run.write_summary(summary)
     if not args.no_plots:
         from synthetic_envs.plots import plot_run
@@ -208,6 +235,14 @@ def main(argv=None) -> None:
           + (f", mode {config['mode']}" if config["kind"] == "rn" else "")
           + f"): proxy score {summary['final_return']:.4g}, best {state.best_score:.4g} "
           f"({score_meaning(config)}), {state.env_steps} real env steps, {wall:.0f}s -> {run.path}")
+
+
+def summary_so_far(state: nes.NESState, config: dict) -> dict:
+    """What a run had reached when it stopped (for a diverged run's summary.json)."""
+    return {"env_steps": state.env_steps, "test_steps": state.test_steps,
+            "final_return": state.last_score, "best_return": state.best_score,
+            "wall_seconds": None, "iterations": state.iteration, "kind": config["kind"],
+            "env": config["env"], "non_finite_scores": state.non_finite_scores}
 
 
 def score_meaning(config: dict) -> str:

@@ -99,3 +99,34 @@ def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path)
 def test_searl_population_speed_refuses_bad_input_in_one_line():
     proc = run_script("searl_population_speed", "--pairs", "0", timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_gpu_check_without_cuda_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    """`bash bench/gpu_check.sh` on a machine without CUDA: one line on stderr naming CUDA, exit
+    2, nothing on stdout, and nothing written (no temp folder, no new file in the repo). Where
+    torch sees a GPU the script would run the whole check (minutes), so the test is skipped."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a CUDA device: run `bash bench/gpu_check.sh` itself")
+
+    def repo_files():  # new untracked or ignored paths would show up here
+        return set(subprocess.run(["git", "status", "--porcelain", "--ignored",
+                                   "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout.splitlines())
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    before = repo_files()
+    proc = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHON": sys.executable, "TMPDIR": str(temp)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA" in lines[0], proc.stderr
+    assert lines[0].startswith("bench/gpu_check.sh: error:")
+    assert list(temp.iterdir()) == []
+    assert not repo_files() - before

@@ -108,7 +108,7 @@ def test_toy_run_writes_metrics_and_plots(tmp_path):
     (["--env", "bigfsh"], "did you mean bigfish"),
     (["--env", "toy", "--set", "bounds={h0: [1.0, 0.0]}"], "low 1.0 > high 0.0"),
     (["--env", "toy", "--t_ready", "50", "--max_budget", "40"], "--t_ready (50) is larger"),
-    (["--env", "toy", "--max_budget", "-1"], "max_budget must be positive"),
+    (["--env", "toy", "--max_budget", "-1"], "'max_budget' must be >= 0, got -1"),
     (["--search", "PB3"], "invalid choice: 'PB3'"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
@@ -172,3 +172,42 @@ def test_agents_in_worker_processes_give_the_serial_results(tmp_path):
     assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr[-2000:]
     assert without_wall_time(rows(tmp_path / "serial" / "metrics.csv")) == \
         without_wall_time(rows(tmp_path / "process" / "metrics.csv"))
+
+
+# -- non-finite training: diverged agents rank last, a run where every agent diverges stops -------
+def test_a_diverged_agent_ranks_last_and_the_run_carries_on(tmp_path, monkeypatch, capsys):
+    original = ToyAgent.train_segment
+
+    def blow_up_one(self, min_steps, seed=0):  # the agent started with seed 0 diverges once
+        result = original(self, min_steps, seed)
+        if self.agent_steps == min_steps and self.hyperparameters is self._first_hp:
+            self.theta = np.array([np.nan, np.nan])
+            result["diverged"] = True
+        return result
+
+    first_init = ToyAgent.__init__
+
+    def remember(self, hyperparameters, seed=0):
+        first_init(self, hyperparameters, seed)
+        self._first_hp = self.hyperparameters if seed == 0 else None
+
+    monkeypatch.setattr(ToyAgent, "__init__", remember)
+    monkeypatch.setattr(ToyAgent, "train_segment", blow_up_one)
+    train_main(["--env", "toy", "--seed", "0", "--batchsize", "4", "--no-plots",
+                "--out-dir", str(tmp_path / "run")])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["diverged_agents"] == 1
+    assert np.isfinite(summary["best_return"]) and np.isfinite(summary["mean_final_return"])
+    first_round = [r for r in rows(tmp_path / "run" / "metrics.csv") if r["round"] == "0"]
+    assert first_round[0]["train_return"] == "-inf" and first_round[0]["test_return"] == "nan"
+    assert "round 0: agents [0] diverged" in capsys.readouterr().err
+
+
+def test_a_run_where_every_agent_diverges_stops_with_one_line(tmp_path):
+    result = run_train("pb2_procgen", "--env", "toy", "--set", "bounds={h0: [1e300, 1e301]}",
+                       "--no-plots", "--out-dir", str(tmp_path / "run"), timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "pb2_procgen/train.py: error: training diverged at env step")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["best_return"] is None

@@ -1,5 +1,6 @@
 """searl/train.py end to end: smoke runs, resume, bad input, and a seeded learning test."""
 import json
+import math
 import subprocess
 import sys
 
@@ -7,7 +8,6 @@ import pytest
 from helpers import ROOT, rows, run_train, without_wall_time
 
 from common.runs import check_run_dir
-
 
 
 def train(*args, timeout=600):
@@ -70,7 +70,10 @@ def test_resume_continues_exactly(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--env", "HalfCheeta-v5"], "did you mean HalfCheetah-v5"),
     (["--env", "ALE/Pong-v5"], "searl_td3 needs a continuous (Box) action space"),
-    (["--total-steps", "-5"], "total_steps must be positive"),
+    (["--total-steps", "-5"], "'total_steps' must be >= 1, got -5"),
+    (["--set", "td3.lr_actor=-0.001"], "'td3.lr_actor' must be > 0"),
+    (["--set", "td3.gamma=.nan"], "'td3.gamma' must be a finite number"),
+    (["--workers", "0"], "--workers: must be at least 1"),
     (["--config_file", "nope.yaml"], "config file not found"),
     (["--set", "td3.lr_actr=0.1"], "unknown config key 'td3.lr_actr'"),
     (["--device", "cuda:7"], "--device"),
@@ -156,3 +159,42 @@ def test_baseline_resume_continues_exactly(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert without_wall_time(rows(tmp_path / "cut" / "metrics.csv")) == \
         without_wall_time(rows(tmp_path / "full" / "metrics.csv"))
+
+
+# -- non-finite training: a diverged individual is dropped, a diverged run stops and says so -------
+@pytest.mark.parametrize("config", ["searl/configs/searl_td3.yaml", "searl/configs/td3.yaml"])
+def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path, config):
+    run = tmp_path / "run"
+    result = train("--config_file", config, "--smoke", "--set", "td3.lr_actor=1e38",
+                   "--set", "td3.lr_critic=1e38", "--out-dir", str(run), "--no-plots")
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("searl/train.py: error: training diverged at env step") and "Traceback" not in result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] > 0
+    assert summary["best_return"] is None or math.isfinite(summary["best_return"])  # never NaN
+    assert (run / "checkpoints" / "latest.pt").exists() or "searl_td3" not in config
+    assert any("diverged" in problem for problem in check_run_dir(run))
+
+
+def test_a_diverged_individual_is_not_played_and_has_the_worst_fitness():
+    import numpy as np
+    import torch
+
+    from common.buffers import ReplayBuffer
+    from common.envs import make_env
+    from searl import algorithm
+    from searl.td3 import TD3_DEFAULTS, TD3Individual
+
+    population = [TD3Individual(i, 3, 1, dict(TD3_DEFAULTS), seed=i) for i in range(3)]
+    with torch.no_grad():
+        population[1].critics[0].output.weight.fill_(float("nan"))
+    for policy in (None, TD3Individual.population_policy(population)):
+        envs = [make_env("Pendulum-v1", 0) for _ in population]
+        buffer = ReplayBuffer(5000, (3,), (1,), seed=0)
+        evaluations = algorithm.evaluate_population(population, envs, buffer, np.random.default_rng(0),
+                                                    random_actions=False, min_steps=250, policy=policy)
+        assert evaluations[1] is algorithm.DIVERGED and evaluations[1].fitness == -np.inf
+        assert [e.steps for e in evaluations] == [200 * 2, 0, 200 * 2] and len(buffer) == 800
+    elite, _, _ = algorithm.tournament_selection(population, 3, np.random.default_rng(0), 3)
+    assert elite is not population[1]

@@ -86,3 +86,41 @@ def test_speedrun_trains_the_world_model_in_its_own_process(tmp_path):
     assert summary["world_model_loads"] >= 1  # weights trained in the other process reached the learner
     logged = [json.loads(line) for line in (out / "log" / "worldmodel.log").read_text().splitlines()]
     assert logged and all(entry["updates"] > 0 for entry in logged)
+
+
+def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
+    config = tmp_path / "blowup.json"
+    config.write_text(json.dumps({"inherits": ["algos/steve.json", "envs/pendulum.json",
+                                               "experimental_setups/laptop.json"],
+                                  "updates": {"policy_config": {"learning_rate": 1e30}}}))
+    out = tmp_path / "run"
+    result = train(str(config), "--smoke", "--no-plots", "--out-dir", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "steve/train.py: error: training diverged at env step 501: the value learner's loss is not finite")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 501
+
+
+def test_a_budget_below_one_test_interval_still_ends_with_a_score(tmp_path):
+    out = tmp_path / "ddpg"
+    result = train(PENDULUM.format("ddpg"), "--smoke", "--frames", "400", "--no-plots", "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 400 and summary["final_return"] is not None
+
+
+def test_a_damaged_backup_and_an_unwritable_place_are_one_line(tmp_path):
+    out = tmp_path / "ddpg"
+    assert train(PENDULUM.format("ddpg"), "--smoke", "--frames", "500", "--no-plots",
+                 "--out-dir", str(out)).returncode == 0
+    backup = out / "checkpoints" / "backup.pt"
+    backup.write_bytes(backup.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for args, words in (([PENDULUM.format("ddpg"), "--resume", "--out-dir", str(out)],
+                         f"cannot read checkpoint {backup}"),
+                        ([PENDULUM.format("ddpg"), "--out-dir", "/proc/x"], "/proc is not a writable folder")):
+        result = train(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert words in result.stderr, (args, result.stderr)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

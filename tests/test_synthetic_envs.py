@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import ROOT, rows, run_train, without_wall_time
 
-from common.cli import UsageError, run_main
+from common.cli import Diverged, UsageError, run_main
 from synthetic_envs import evaluate as se_evaluate
 from synthetic_envs import inner, nes
 from synthetic_envs import train as se_train
@@ -545,7 +545,9 @@ def one_line_usage_error(main, prog, argv, capsys):
     (["--env", "nowhere"], "unknown env 'nowhere'"),
     (["--env", "clif"], "did you mean cliff"),
     (["--agent", "dqn"], "invalid choice: 'dqn'"),
-    (["--set", "num_workers=0"], "num_workers must be positive"),
+    (["--set", "num_workers=0"], "'num_workers' must be >= 1, got 0"),
+    (["--set", "sigma=.nan"], "'sigma' must be a finite number"),
+    (["--set", "agent_hp.gamma=2"], "'agent_hp.gamma' must be in [0, 1]"),
 ])
 def test_train_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -719,3 +721,26 @@ def test_se_cartpole_and_rn_cmc_smoke_runs_and_their_evaluation(tmp_path):
     for key in ("proxy_steps_to_solve", "baseline_steps_to_solve", "proxy_solved_fraction",
                 "baseline_solved_fraction", "proxy_final_return", "baseline_final_return"):
         assert key in report
+
+
+# -- non-finite training: diverged inner agents rank worst, a non-finite ψ stops the run ------------
+def test_non_finite_worker_scores_rank_below_every_finite_score():
+    scores, orig, replaced = nes.worst_for_non_finite([3.0, float("nan"), -2.0, float("inf")],
+                                                      [1.0, float("-inf")])
+    assert scores == [3.0, -3.0, -2.0, -3.0] and orig == [1.0, -3.0] and replaced == 3
+    for kind in nes.SCORE_TRANSFORMS:   # no transform moves ψ towards a diverged agent more
+        weights = nes.score_transform(scores, orig, kind)
+        assert np.all(np.isfinite(weights)) and weights[1] <= weights[2] + 1e-12
+    with pytest.raises(Diverged, match="every inner agent's score is non-finite"):
+        nes.worst_for_non_finite([float("nan")], [float("nan")])
+
+
+def test_a_run_whose_proxy_goes_non_finite_stops_with_one_line(tmp_path):
+    result = train("--smoke", "--set", "step_size=1e308", "--set", "sigma=10", "--no-plots",
+                   "--out-dir", str(tmp_path / "run"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "synthetic_envs/train.py: error: training diverged at env step")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "ψ" in summary["non_finite"]
+    assert summary["best_return"] is None or np.isfinite(summary["best_return"])
