@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from common.runs import require_finite
 from optim4rl.agents import a2c_loss, collect_rollout, episode_returns, init_actor_critic
 from optim4rl.meta import A2CHyper
 
@@ -44,6 +45,7 @@ def train_a2c(env, env_name: str, optimizer, hyper: A2CHyper, train_steps: int, 
         leaf = {k: v.requires_grad_(True) for k, v in params.items()}
         loss = a2c_loss(leaf, rollout, hyper.discount, hyper.gae_lambda, hyper.critic_loss_weight,
                         hyper.entropy_weight)
+        require_finite("the A2C loss", loss.detach(), iteration * macro_step)
         grads = dict(zip(leaf, torch.autograd.grad(loss.sum(), list(leaf.values()))))
         with torch.no_grad():
             updates, state = optimizer.update(grads, state)

@@ -27,7 +27,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
+from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
+from common.runs import require_finite, write_divergence  # noqa: E402
 from common.config import parse_overrides  # noqa: E402
 from common.device import resolve_device  # noqa: E402
 from optim4rl import logs  # noqa: E402
@@ -186,6 +187,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     rows, start = [], time.time()
     for t in range(1, iterations + 1):
         info = meta.step()
+        require_finite("the meta loss", info["meta_loss"], t * macro_step * len(tasks))
         if t % display == 0 or t == iterations:
             for task, scale in zip(tasks, scaling):  # returns in the env's own reward units
                 ret = float(np.mean(task.returns)) / scale if task.returns else float("nan")
@@ -321,7 +323,12 @@ def main(argv=None) -> None:
         torch.manual_seed(cfg["seed"])
         runner = {"A2C": run_a2c, "CollectA2C": run_collect, "MetaA2C": run_meta_a2c,
                   "RNNIdentity": run_identity, "PPO": run_ppo}
-        rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
+        try:
+            rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
+        except Diverged as error:   # summary.json says so, and the log
+            write_divergence(log_dir, error, {"wall_seconds": round(time.time() - start, 1)})
+            logger.info(f"stopped: {error}")
+            raise
         if rows and "Step" in rows[0]:
             write_outputs(log_dir, rows, start)
         logs.finish(logger, start)

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from common.cli import UsageError
 from common.envs import StepCounter, make_env
+from common.runs import require_finite
 from optim4rl import logs
 from optim4rl.optimizers import make_optimizer
 
@@ -420,6 +421,7 @@ def sgd_epochs(params: Params, opt, opt_state, data: Dict[str, Tensor], norm: Ru
             batch = {k: v[idx] for k, v in data.items()}
             leaf = {k: v.requires_grad_(True) for k, v in params.items()}
             loss, info = ppo_loss(leaf, batch, norm, s, generator)
+            require_finite("the PPO loss", loss.detach())
             grads = dict(zip(leaf, torch.autograd.grad(loss, list(leaf.values()))))
             with torch.no_grad():
                 updates, opt_state = opt.update(grads, opt_state)

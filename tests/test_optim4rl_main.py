@@ -129,3 +129,16 @@ def test_common_flags_override_the_decoded_config(tmp_path):
         failed = run_train("optim4rl", "--config", config, "--out-dir", str(tmp_path / "bad"), *bad)
         assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(ROOT / "optim4rl" / "main.py"), "--config_file", "catch_a2c",
+                             "--config_idx", "1", "--smoke", "--set",
+                             "agent_optimizer.kwargs.learning_rate=1.0e+30", "--out-dir", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("optim4rl/main.py: error: training diverged")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["best_return"] is None
+    assert "stopped: training diverged" in (out / "log.txt").read_text()
