@@ -23,6 +23,8 @@ import torch  # noqa: E402
 if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.runs import load_checkpoint  # noqa: E402
+
 COLORS = {"proxy": "tab:blue", "baseline": "tab:gray", "intrinsic": "tab:orange"}
 
 
@@ -61,7 +63,7 @@ def cliff_potential(run_dir: Path) -> np.ndarray | None:
     from synthetic_envs.envs import CliffWalk
     from synthetic_envs.proxies import INFO_MODES, RewardNet
 
-    saved = torch.load(run_dir / "proxy.pt", weights_only=False)
+    saved = load_checkpoint(run_dir / "proxy.pt")   # a damaged file: one line, exit 2
     if saved["kind"] != "rn" or saved["env"] != "cliff" or saved["mode"] in INFO_MODES:
         return None
     cfg = saved["proxy_config"]

@@ -1,4 +1,5 @@
 """run_all.sh and the common kit end to end, with a tiny fixture train.py (tests/fixtures)."""
+import json
 import os
 import shutil
 import subprocess
@@ -39,8 +40,10 @@ def test_resume_after_a_crash_gives_the_uninterrupted_run(tmp_path):
     assert crashed.returncode != 0 and "crash requested" in crashed.stderr
     resumed = run_tiny("--out-dir", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    for name in ("metrics.csv", "summary.json"):
-        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "full" / name).read_text()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()
+    cut, full = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("cut", "full"))
+    assert cut.pop("run_id") != full.pop("run_id")   # two runs, each with its own id
+    assert cut == full
 
 
 def test_failed_starts_exit_2_with_one_line_and_keep_earlier_files(tmp_path):
