@@ -27,7 +27,6 @@ target-policy noise, widths and activations may differ within a group, so the de
 from __future__ import annotations
 
 import ctypes
-import math
 from collections import defaultdict
 
 import numpy as np
