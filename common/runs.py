@@ -359,10 +359,15 @@ def check_run_dir(path: str | Path) -> list[str]:
 
 
 def _check_main(args: list[str]) -> int:
+    """Exit status 0: a complete run folder; 1: a run folder with problems (one line);
+    2: a usage mistake (no such folder, wrong arguments)."""
     if len(args) != 2 or args[0] != "check":
         print("usage: python -m common.runs check RUN_DIR", file=sys.stderr)
         return 2
     path = Path(args[1])
+    if not path.is_dir():
+        print(f"no run folder at {path}", file=sys.stderr)
+        return 2
     problems = check_run_dir(path)
     if problems:
         print("; ".join(problems), file=sys.stderr)

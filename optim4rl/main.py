@@ -42,8 +42,8 @@ AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
 ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 
 
-def parse_args(argv):
-    parser = ArgumentParser(prog="optim4rl/main.py", description=__doc__,
+def parse_args(argv, prog: str = "optim4rl/main.py"):
+    parser = ArgumentParser(prog=prog, description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config_file", "--config", dest="config_file", required=True,
                         help="a JSON config (a path, or a name in optim4rl/configs/)")
@@ -302,8 +302,8 @@ def preflight(cfg: dict) -> None:
             make_env(env_name, 1, 0)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def main(argv=None, prog: str = "optim4rl/main.py") -> None:
+    args = parse_args(argv, prog)
     if resolve_device(args.device).type != "cpu":
         raise UsageError(f"--device {args.device}: optim4rl runs on the CPU only (its populations are small)")
     sweeper = Sweeper(find_config(args.config_file))

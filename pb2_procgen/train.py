@@ -74,7 +74,7 @@ SMOKE = {
 RANGES = {
     "batchsize": AT_LEAST_ONE, "max_budget": NON_NEGATIVE, "t_ready": NON_NEGATIVE,
     "quantile": Range(0, 0.5, low_closed=False), "test_episodes": NON_NEGATIVE,
-    "torch_threads": NON_NEGATIVE,
+    "torch_threads": NON_NEGATIVE, "seed": NON_NEGATIVE,
     **{f"agent.{key}": POSITIVE for key in ("lr", "clip_param", "max_grad_norm", "adam_eps",
                                             "reward_clip")},
     **{f"agent.{key}": NON_NEGATIVE for key in ("entropy_coef", "aug_coef", "value_coef",
@@ -151,7 +151,20 @@ def check_config(config: dict) -> None:
                          f"({config['max_budget']}): no exploit/explore step would ever happen")
     search_space(config)  # bounds are checked there
     if env_kind(config["env"]) == "gym":   # its spaces must suit the MLP agent
+        refuse_atari_frames(config["env"])
         GymVecEnv(config["env"], 1, config["seed"]).close()
+
+
+def refuse_atari_frames(env_id: str) -> None:
+    """Atari ids (image frames) cannot feed the MLP agent: refused from their registry entry,
+    before an ALE env exists (making one prints ALE's two-line banner on stderr)."""
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    if spec is not None and str(spec.entry_point).startswith("ale_py") \
+            and spec.kwargs.get("obs_type", "rgb") != "ram":
+        raise UsageError(f"{env_id} is an Atari game (image observations): PPO here needs a 1-D "
+                         f"Box observation (e.g. CartPole-v1, Acrobot-v1) or a Procgen game")
 
 
 def search_space(config: dict) -> SearchSpace:
@@ -161,15 +174,25 @@ def search_space(config: dict) -> SearchSpace:
         if name not in space.continuous:
             raise UsageError(f"bounds: unknown hyperparameter {name!r}; "
                              f"allowed: {', '.join(space.continuous)}")
-        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and np.isfinite(b)
-                for b in bounds):
+        numbers = [_number(b) for b in bounds] if isinstance(bounds, (list, tuple)) else []
+        if len(numbers) != 2 or not all(b is not None and np.isfinite(b) for b in numbers):
             raise UsageError(f"bounds of {name!r} must be [low, high] (finite numbers), got {bounds}")
+        bounds = numbers
         low, high = space.continuous[name]
         if low >= 0 and min(bounds) < 0:
             raise UsageError(f"bounds of {name!r} must be >= 0 (default {[low, high]}), got {bounds}")
         space.continuous[name] = (float(bounds[0]), float(bounds[1]))
     return SearchSpace(space.continuous, space.categorical)  # validates low <= high
+
+
+def _number(value) -> float | None:
+    """A float from a number or a numeric string (PyYAML reads `1e-4` as a string)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def make_agent(config: dict, hyperparameters: dict, seed: int, device):
@@ -301,6 +324,7 @@ def main(argv=None) -> None:
     if args.resume:
         run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="max_budget")
         config = resolve_config(DEFAULTS, saved_config, ranges=RANGES)
+        check_config(config)   # a --max_budget given to --resume too (0 is no budget here)
     else:
         config = build_config(args)
         out_dir = args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"])

@@ -132,6 +132,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed < 0:   # gymnasium takes no negative seed
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
     policy = load_policy(args.policy)
     env_id = args.env or policy.env_id
     check_env_id(env_id)

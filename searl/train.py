@@ -32,6 +32,7 @@ from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  #
                            load_config_file, parse_overrides, resolve_config)
 from common.device import resolve_device, seed_everything  # noqa: E402
 from common.envs import check_env_id, make_env  # noqa: E402
+from common.nets import activation as activation_module  # noqa: E402
 from common.parallel import WorkerPool  # noqa: E402
 from common.runs import RunDir, default_run_dir, reopen_run, require_finite  # noqa: E402
 from searl import algorithm  # noqa: E402
@@ -40,7 +41,8 @@ from searl.baselines import run_baseline  # noqa: E402
 from searl.batched_td3 import reuse_freed_memory  # noqa: E402
 from searl.dqn import DQN_DEFAULTS, DQNIndividual  # noqa: E402
 from searl.evaluate import ELITE_FILE, export_policy  # noqa: E402
-from searl.td3 import ACTIVATIONS, TD3_DEFAULTS, TD3Individual  # noqa: E402
+from searl.td3 import (ACTIVATIONS, HYPERPARAMETER_BOUNDS, OPTIMIZERS, TD3_DEFAULTS,  # noqa: E402
+                        TD3Individual)
 
 ALGORITHMS = ("searl_td3", "searl_dqn", "td3", "dqn")
 DEFAULTS = {
@@ -86,7 +88,7 @@ RANGES = {
     **{key: AT_LEAST_ONE for key in ("total_steps", "population", "tournament_size", "replay_size",
                                      "min_eval_steps", "test_episodes", "eval_every")},
     **{key: NON_NEGATIVE for key in ("train_fraction", "min_train_steps", "max_train_steps",
-                                     "random_steps", "torch_threads")},
+                                     "random_steps", "torch_threads", "seed")},
     **{f"td3.{key}": POSITIVE for key in ("lr_actor", "lr_critic", "clip_grad")},
     **{f"td3.{key}": AT_LEAST_ONE for key in ("hidden", "batch_size", "policy_delay",
                                               "max_layers", "max_nodes")},
@@ -124,14 +126,14 @@ def parse_args(argv):
 
 def build_config(args) -> dict:
     file_layer = load_config_file(args.config) if args.config else {}
-    algorithm = {**DEFAULTS, **file_layer}.get("algorithm")
+    overrides = parse_overrides(args.overrides)
+    algorithm = {**DEFAULTS, **file_layer, **overrides}.get("algorithm")   # --set may choose it
     if algorithm not in ALGORITHMS:
         raise UsageError(f"unknown algorithm {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
     flags = {key: getattr(args, key) for key in FLAG_KEYS if hasattr(args, key)}
     smoke = SMOKE[algorithm] if args.smoke else None
     if args.one_by_one:
         flags["batched"] = False
-    overrides = parse_overrides(args.overrides)
     config = resolve_config(DEFAULTS, file_layer, smoke, overrides, flags, ranges=RANGES)
     if algorithm.endswith("dqn"):  # C51's value support for this env unless the user set one
         explicit = {**(file_layer.get("dqn") or {}), **overrides.get("dqn", {})}
@@ -150,6 +152,7 @@ def check_config(config: dict) -> None:
     if config["algorithm"] == "searl_td3" and config["batched"] and not config["td3"]["reset_each_learn"]:
         raise UsageError("batched training re-creates targets and optimizers each generation "
                          "(td3.reset_each_learn: true); with td3.reset_each_learn=false use --one-by-one")
+    check_agent_config(config)
     check_env_id(config["env"])
     space = "Discrete (Atari)" if is_atari(config["env"]) else action_space_of(config["env"])
     continuous = isinstance(space, gym.spaces.Box)
@@ -159,6 +162,28 @@ def check_config(config: dict) -> None:
     if config["algorithm"].endswith("dqn") and continuous:
         raise UsageError(f"{config['algorithm']} needs a discrete action space; {config['env']} "
                          f"has {space}: use searl/configs/searl_td3.yaml")
+
+
+def check_agent_config(config: dict) -> None:
+    """The agent keys that name a choice, checked here: the population is built only after the
+    run folder exists."""
+    name = "td3" if config["algorithm"].endswith("td3") else "dqn"
+    agent = config[name]
+    try:
+        activation_module(agent["activation"])
+    except UsageError as error:   # an unknown name: which key, and the allowed ones
+        raise UsageError(f"{name}.activation: {error}") from None
+    if not agent["hidden"]:
+        raise UsageError(f"{name}.hidden needs at least one layer width, got []")
+    if name == "dqn":
+        return
+    if agent["optimizer"] not in OPTIMIZERS:
+        raise UsageError(f"unknown td3.optimizer {agent['optimizer']!r}; allowed: {', '.join(OPTIMIZERS)}")
+    mutable, listed = (*HYPERPARAMETER_BOUNDS, "optimizer"), agent["mutate_hyperparameters"]
+    if config["algorithm"] == "searl_td3" and (any(key not in mutable for key in listed) or (
+            not listed and config["mutation_probabilities"]["rl_hyperparameter"] > 0)):
+        raise UsageError(f"td3.mutate_hyperparameters must list some of {', '.join(mutable)} "
+                         f"(an rl_hyperparameter mutation picks one), got {listed}")
 
 
 # C51's support must cover the env's discounted returns: Atari's clipped-scale [-10, 10] (the

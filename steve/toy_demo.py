@@ -190,7 +190,10 @@ def main(argv=None) -> None:
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out-dir {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:   # before the training, so an unusable place costs nothing
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create --out-dir {out}: {error.strerror}") from None
 
     start = time.time()
     steps = np.arange(0, TRAIN_STEPS + 1, LOG_EVERY)

@@ -285,6 +285,8 @@ def main(argv=None) -> None:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {budget[key]}")
     if args.corrupt_model < 0:
         raise UsageError(f"--corrupt-model must be >= 0, got {args.corrupt_model}")
+    if args.seed < 0:   # gymnasium and numpy take no negative seed
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
     out = Path(args.out_dir) if args.out_dir else experiment_dir(cfg)
     backup = out / cfg["save_model_path"] / "backup.pt"
     if args.resume and not backup.is_file():

@@ -42,7 +42,10 @@ def load_policy(cfg: dict, model_file: Path) -> Policy:
     if not model_file.is_file():
         raise UsageError(f"no model file at {model_file}")
     state = load_checkpoint(model_file)
-    state = state.get("value", state)  # backup.pt holds the learner under "value"
+    state = state.get("value", state) if isinstance(state, dict) else state  # backup.pt: under "value"
+    if not isinstance(state, dict):
+        raise UsageError(f"{model_file} is not a STEVE checkpoint (valuerl.pt or backup.pt); "
+                         f"it holds a {type(state).__name__}")
     policy = Policy(int(np.prod(cfg["env"]["obs_dims"])), cfg["env"]["action_dim"],
                     cfg["policy_config"]["hidden_dim"], cfg["policy_config"]["hidden_layers"])
     try:
@@ -79,6 +82,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.episodes <= 0:
         raise UsageError(f"--episodes must be positive, got {args.episodes}")
+    if args.seed < 0:   # gymnasium takes no negative seed
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
     cfg = load_config(args.config)
     policy = load_policy(cfg, Path(args.model_file))
     kwargs = {"render_mode": "rgb_array"} if args.video else {}

@@ -13,7 +13,6 @@ episode (every --check-every), and steps_to_solve counts the real *training* ste
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import ArgumentParser, UsageError, add_parallel_args, run_main  # noqa: E402
+from common.config import load_config_file  # noqa: E402
 from common.parallel import WorkerPool  # noqa: E402
 from common.runs import load_checkpoint, write_json_atomic  # noqa: E402
 from synthetic_envs import inner  # noqa: E402
@@ -63,7 +63,7 @@ def load_run(run_dir: Path) -> tuple[dict, dict]:
     proxy_path = run_dir / "proxy.pt"
     if not proxy_path.is_file():
         raise UsageError(f"no proxy file {proxy_path} (train.py saves it after its first iteration)")
-    config = json.loads((run_dir / "config.json").read_text())
+    config = load_config_file(run_dir / "config.json")   # missing or damaged: one line
     return config, load_checkpoint(proxy_path)
 
 
@@ -127,6 +127,8 @@ def evaluate(run_dir: Path, args) -> dict:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.max_episodes < 0:
         raise UsageError(f"--max-episodes must be positive, got {args.max_episodes}")
+    if args.seed < 0:   # numpy takes no negative seed
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
     groups = [g for g in GROUPS if g != "intrinsic" or args.intrinsic]
     settings = dict(config["inner"], test_episodes=args.test_episodes, check_every=args.check_every)
     jobs = []

@@ -73,7 +73,7 @@ SMOKE_CLIFF = {"iterations": 20}
 RANGES = {
     **{key: AT_LEAST_ONE for key in ("iterations", "num_workers", "num_grad_evals")},
     "sigma": POSITIVE, "step_size": POSITIVE, "weight_decay": PROBABILITY,
-    "unsolved_weight": NON_NEGATIVE,
+    "unsolved_weight": NON_NEGATIVE, "seed": NON_NEGATIVE,
     "proxy.hidden_size": AT_LEAST_ONE, "proxy.hidden_layer": NON_NEGATIVE,
     "inner.test_episodes": AT_LEAST_ONE, "inner.check_every": AT_LEAST_ONE,
     "inner.early_out_num": NON_NEGATIVE, "inner.se_plateau": NON_NEGATIVE,
@@ -154,6 +154,9 @@ def check_config(config: dict) -> None:
         raise UsageError(f"estimator must be one of {', '.join(nes.ESTIMATORS)}, got {config['estimator']!r}")
     if config["grad_eval_type"] not in ("mean", "min"):
         raise UsageError(f"grad_eval_type must be mean or min, got {config['grad_eval_type']!r}")
+    # the proxy's own options (its activation): built once now, before the run folder exists
+    build_proxy(config["kind"], make_real_env(config["env"], 0), config["proxy"], config["mode"],
+                env_spec(config["env"]).info_dim)
 
 
 def save_proxy(path, config: dict, psi: np.ndarray, score: float, iteration: int) -> None:
@@ -199,7 +202,8 @@ def main(argv=None) -> None:
     resolve_device(args.device)  # validates --device; the inner agents are small CPU nets
     if args.resume:
         run, saved = reopen_run(args, FLAG_KEYS, budget_key="iterations")
-        config = resolve_config(dict(DEFAULTS, agent_hp=saved["agent_hp"]), saved, ranges=RANGES)
+        # .get: another paper's run folder has no agent_hp; its keys are refused by name
+        config = resolve_config(dict(DEFAULTS, agent_hp=saved.get("agent_hp", {})), saved, ranges=RANGES)
     else:
         config = build_config(args)   # every check: only then the run folder
         run = RunDir(args.out_dir or default_run_dir("synthetic_envs", f"{config['kind']}_{config['env']}",

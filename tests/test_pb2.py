@@ -211,3 +211,10 @@ def test_a_run_where_every_agent_diverges_stops_with_one_line(tmp_path):
         "pb2_procgen/train.py: error: training diverged at env step")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["best_return"] is None
+
+
+def test_bounds_written_as_in_the_readme_are_numbers():
+    from pb2_procgen.train import search_space
+
+    config = {"env": "CartPole-v1", "bounds": {"lr": ["1e-4", "1e-3"]}}   # what PyYAML gives
+    assert search_space(config).continuous["lr"] == (1e-4, 1e-3)
