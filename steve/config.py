@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 from common.cli import UsageError
+from common.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, check_ranges
 
 CONFIGS_ROOT = Path(__file__).resolve().parent / "configs"
 ALGOS = ("ddpg", "mve_tdk", "steve")  # policy_config.algo
@@ -98,12 +99,36 @@ def experiment_dir(config: dict) -> Path:
     return Path(config["output_root"]) / config["env"]["name"] / config["name"]
 
 
+# the values each numeric key allows (common.config.check_ranges; JSON may even hold NaN)
+_SIZES = ("hidden_dim", "hidden_layers", "batch_size", "replay_size", "log_every_n", "epoch_every_n",
+          "backup_every_n", "transition_hidden_dim", "transition_hidden_layers", "aux_hidden_dim",
+          "aux_hidden_layers")
+_ENSEMBLES = ("ensemble_size", "train_sample_count", "eval_sample_count")
+RANGES = {
+    **{f"{section}.{key}": AT_LEAST_ONE for section in ("policy_config", "model_config") for key in _SIZES},
+    **{f"{section}.{key}": NON_NEGATIVE for section in ("policy_config", "model_config")
+       for key in ("frames_before_learning", "pretrain_n", "pretanh_reg", "l2_reg")},
+    "policy_config.learning_rate": POSITIVE, "model_config.learning_rate": POSITIVE,
+    "policy_config.exploration.prob": PROBABILITY, "policy_config.exploration.std": NON_NEGATIVE,
+    **{f"policy_config.bayesian.{key}": AT_LEAST_ONE for key in _ENSEMBLES},
+    **{f"model_config.bayesian.{part}.{key}": AT_LEAST_ONE for part in ("transition", "reward")
+       for key in _ENSEMBLES},
+    "agent_config.full_random_n": NON_NEGATIVE, "env.action_dim": AT_LEAST_ONE,
+    "env.reward_scale": POSITIVE, "env.discount": PROBABILITY, "env.max_frames": AT_LEAST_ONE,
+}
+
+
 def validate_config(config: dict, where: str = "config") -> None:
-    """Check keys against SCHEMA and that policy_config.algo agrees with the other settings."""
+    """Check keys against SCHEMA, values against RANGES, and that policy_config.algo agrees
+    with the other settings."""
     def fail(message: str):
         raise UsageError(f"{where}: {message}")
 
     _check_keys(config, SCHEMA, "", fail)
+    try:
+        check_ranges(config, RANGES)
+    except UsageError as error:
+        fail(str(error))
     policy, model = config["policy_config"], config.get("model_config")
     expansion = policy.get("value_expansion")
     algo = policy["algo"]

@@ -242,3 +242,18 @@ def test_env_dims_match_gymnasium():
         assert list(env.observation_space.shape) == env_config["obs_dims"], path.name
         assert env.action_space.shape == (env_config["action_dim"],), path.name
         env.close()
+
+
+@pytest.mark.parametrize("updates, message", [
+    ({"policy_config": {"learning_rate": -1e-3}}, "'policy_config.learning_rate' must be > 0"),
+    ({"env": {"discount": float("nan")}}, "'env.discount' must be in [0, 1], got nan"),
+    ({"model_config": {"batch_size": 0}}, "'model_config.batch_size' must be >= 1"),
+    ({"policy_config": {"exploration": {"prob": 1.5}}}, "'policy_config.exploration.prob' must be in [0, 1]"),
+])
+def test_values_out_of_range_are_refused_naming_the_key(tmp_path, updates, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"inherits": ["algos/steve.json", "envs/pendulum.json",
+                                            "experimental_setups/laptop.json"], "updates": updates}))
+    with pytest.raises(UsageError) as error:
+        load_config(path)
+    assert message in str(error.value)
