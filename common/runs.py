@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import pickle
 import platform
@@ -270,6 +271,8 @@ def require_finite(what: str, value: Any, step: int | None = None) -> None:
 def _finite(value: Any) -> bool:
     if value is None:
         return False
+    if isinstance(value, (int, float)):   # the per-step case (a loss as a float): no numpy
+        return math.isfinite(value)
     if isinstance(value, torch.Tensor):
         return bool(torch.isfinite(value).all())
     try:

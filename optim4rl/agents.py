@@ -103,10 +103,11 @@ def collect_rollout(params: Params, env, obs: torch.Tensor, steps: int,
     for _ in range(steps):
         logits, _ = actor_critic(params, obs)
         probs = torch.softmax(logits, -1).reshape(agents * envs, -1)
-        # weights blown up by an optimizer step would stop torch.multinomial with a traceback;
-        # the run stops as diverged instead (common.cli.Diverged)
-        require_finite("an action probability of the policy", probs)
-        action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        try:
+            action = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        except RuntimeError:   # weights blown up by an optimizer step: NaN / inf probabilities
+            require_finite("an action probability of the policy", probs)   # -> Diverged
+            raise
         flat_obs, reward, done = env.step(action)
         obs = flat_obs.reshape(agents, envs, *flat_obs.shape[1:])
         observations.append(obs)
