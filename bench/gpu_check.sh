@@ -32,14 +32,13 @@ GPU_RUNS=(
   # PB2 tuning PPO/DrAC on Procgen bigfish (IMPALA CNN, 64 envs x 256 steps per update): 2 agents,
   # 2 rounds of one PPO update each, one exploit/explore step between them
   "pb2_procgen|pb2_procgen-bigfish|pb2_procgen/train.py --env bigfish --device cuda --batchsize 2 --max_budget 32768 --t_ready 16384 --set test_episodes=1 --no-plots"
-  # steve: NO LINE YET. steve/train.py accepts --device but trains on the CPU; its GPU path is a
-  # separate open issue. When it lands, add its short run here, e.g.
-  # "steve|steve-<env>|steve/train.py <config> --device cuda ..."
-  # and drop steve from NOT_ON_GPU below; tests and all runs must still fit in BUDGET.
+  # STEVE on HalfCheetah-v5 at the laptop sizes (ensembles 4/4/4, H = 3): 1000 random frames,
+  # 100 world-model pretraining updates, then 2000 frames of one value + one world-model update each
+  "steve|steve-halfcheetah|steve/train.py experiments/laptop/halfcheetah/steve0.json --device cuda --frames 3000 --eval-every 3000 --set model_config.pretrain_n=100 --no-plots"
 )
 # Not on the GPU by design (no line): synthetic_envs (small inner CPU agents; --device is only
 # validated) and optim4rl (refuses --device cuda: small populations, CPU only).
-NOT_ON_GPU="synthetic_envs and optim4rl (CPU by design), steve (its GPU path is an open issue)"
+NOT_ON_GPU="synthetic_envs and optim4rl (CPU by design)"
 
 # -- CUDA or nothing: one line and exit 2, before anything is written ---------------------------
 probe=$("$PYTHON" -c '

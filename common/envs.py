@@ -7,6 +7,7 @@ method consumes counts, so methods can be compared on sample cost.
 from __future__ import annotations
 
 import difflib
+import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -175,3 +176,52 @@ class VectorEnv:
 
     def close(self) -> None:
         self.envs.close()
+
+
+# -- an episode in progress, saved and restored (exact resume after a kill) ---------------------
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def env_state(env: gym.Env) -> dict:
+    """Everything `restore_env_state` needs to continue the current episode exactly: each
+    wrapper's plain counters (TimeLimit's elapsed steps, the pending first-reset seed), the
+    env's RNG and its simulator state (MuJoCo's full integration state; other envs are pickled)."""
+    wrappers, layer = [], env
+    while isinstance(layer, gym.Wrapper):
+        wrappers.append({k: v for k, v in vars(layer).items() if isinstance(v, _SIMPLE)})
+        layer = layer.env
+    base = env.unwrapped
+    state = {"wrappers": wrappers, "np_random": base.np_random.bit_generator.state}
+    if _is_mujoco(base):
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        physics = np.empty(mujoco.mj_stateSize(base.model, spec))
+        mujoco.mj_getState(base.model, base.data, physics, spec)
+        state["mujoco"] = physics
+    else:
+        state["pickle"] = pickle.dumps(base)
+    return state
+
+
+def restore_env_state(env: gym.Env, state: dict) -> None:
+    """Put `env` (made by `make_env` with the same arguments) where `env_state` saw it."""
+    layer = env
+    for saved in state["wrappers"]:
+        if not isinstance(layer, gym.Wrapper):
+            raise ValueError("the saved env state has more wrappers than this env")
+        vars(layer).update(saved)
+        layer = layer.env
+    base = env.unwrapped
+    if "mujoco" in state:
+        import mujoco
+
+        mujoco.mj_setState(base.model, base.data, np.asarray(state["mujoco"], dtype=np.float64),
+                           mujoco.mjtState.mjSTATE_INTEGRATION)
+    else:
+        vars(base).update(vars(pickle.loads(state["pickle"])))
+    base.np_random.bit_generator.state = state["np_random"]
+
+
+def _is_mujoco(base) -> bool:
+    return type(getattr(base, "data", None)).__name__ == "MjData" and hasattr(base, "model")

@@ -22,6 +22,8 @@ import copy
 import json
 from pathlib import Path
 
+import yaml
+
 from common.cli import UsageError
 from common.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, check_ranges
 
@@ -275,3 +277,42 @@ def _show(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def apply_overrides(config: dict, items: list[str], where: str = "--set") -> dict:
+    """`--set policy_config.batch_size=256` on a resolved config: the key must already exist
+    (a typo is refused with the valid keys), the value is parsed as YAML and given the old
+    value's type where that is lossless ('1e5' is a number), then the whole config is checked
+    again. Returns a new dict."""
+    config = copy.deepcopy(config)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{where} expects KEY=VALUE, got {item!r}")
+        *parents, leaf = key.strip().split(".")
+        node, path = config, ""
+        for part in parents:
+            path += part
+            if not isinstance(node.get(part), dict):
+                raise UsageError(f"{where} {key}: '{path}' is not a section of this config")
+            node, path = node[part], path + "."
+        if leaf not in node:
+            raise UsageError(f"{where} {key}: unknown config key; keys here: "
+                             f"{', '.join(sorted(k for k in node if not k.startswith('_')))}")
+        node[leaf] = _typed(key, node[leaf], yaml.safe_load(raw) if raw.strip() else "")
+    validate_config(config, where)
+    return config
+
+
+def _typed(key: str, old, new):
+    """`new` with the type of `old` where that is lossless (YAML reads '1e5' as a string)."""
+    if isinstance(old, bool) or old is None or isinstance(old, (dict, list)):
+        return new
+    if isinstance(old, (int, float)) and isinstance(new, str):
+        try:
+            new = float(new)
+        except ValueError:
+            raise UsageError(f"--set {key}: expects a number, got {new!r}") from None
+    if isinstance(old, int) and isinstance(new, float) and new.is_integer():
+        return int(new)
+    return new

@@ -2,22 +2,30 @@
 
     python steve/train.py steve/configs/experiments/goodruns/pendulum/steve0.json
     python steve/train.py experiments/goodruns/humanoid/steve0.json 0          # GPU id, as the seed
+    python steve/train.py experiments/goodruns/humanoid/steve0.json --device cpu
     python steve/train.py CONFIG --resume                                      # continue from the backup
+    python steve/train.py CONFIG --env Hopper-v5 --set policy_config.batch_size=256
     python steve/train.py experiments/goodruns/pendulum/steve0.json --smoke    # seconds
 
-One process interleaves acting, world-model learning and value learning so that the data ratio
-of the reference (at most 1/frames_per_update updates per frame for each learner, after
-frames_before_learning random frames and pretrain_n world-model updates) holds exactly and a
-seeded run is reproducible. Output: <output-root>/<ENV>/<EXPERIMENT>/log/{hps.json, valuerl.log,
-worldmodel.log, <EXPERIMENT>.greedy.csv (hours,epochs,frames,score)}, checkpoints/ (latest
-valuerl.pt and worldmodel.pt, backup.pt with the replay buffer and counters), metrics.csv,
-summary.json.
+One process interleaves acting, world-model learning and value learning so that each learner
+keeps the reference's data ratio exactly: after its own frames_before_learning frames (and, for
+the world model, pretrain_n updates), a learner makes update i only while frames gathered since
+then > frames_per_update * i. agent_config.count x batch_size envs act in lockstep with the
+interactors' copy of the policy, refreshed every reload_every_n frames; every --eval-every
+frames evaluator_config.count x batch_size greedy episodes are played. A seeded run is
+reproducible, and a backup (learners, replay, RNGs, the envs' episodes in progress, the log
+positions) every --backup-every frames lets `--resume` continue exactly after any kill.
+Output: <output-root>/<ENV>/<EXPERIMENT>/log/{hps.json, valuerl.log, worldmodel.log,
+<EXPERIMENT>.greedy.csv (hours,epochs,frames,score)}, checkpoints/ (valuerl.pt and
+worldmodel.pt every epoch_every_n updates, backup.pt), metrics.csv, summary.json.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,21 +40,29 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 from common.buffers import ReplayBuffer  # noqa: E402
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
 from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
-from common.envs import make_env  # noqa: E402
+from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, load_checkpoint, require_finite,  # noqa: E402
                          save_checkpoint, write_divergence, write_json_atomic)
-from steve.config import experiment_dir, load_config  # noqa: E402
+from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
 from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
 
-SMOKE = {"frames": 1500, "full_random_n": 500, "pretrain_n": 100, "eval_every": 500}
+SMOKE = {"frames": 1500, "eval_every": 500}
+SMOKE_CONFIG = {"full_random_n": 500, "frames_before_learning": 500, "pretrain_n": 100}
+LOGS = ("metrics.csv", "log/{name}.greedy.csv", "log/valuerl.log", "log/worldmodel.log")
 
 
 def parse_args(argv):
     parser = ArgumentParser(prog="steve/train.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="experiment JSON (a path, or one under steve/configs/)")
+    parser.add_argument("config_file", nargs="?", default=None,
+                        help="experiment JSON (a path, or one under steve/configs/)")
     parser.add_argument("gpu_id", nargs="?", default=None,
-                        help="the seed's GPU id (cuda:<id>); --device overrides it")
+                        help="the seed's GPU id: train on cuda:<id> (--device overrides it)")
+    parser.add_argument("--config", default=None, help="the experiment JSON, as a flag")
+    parser.add_argument("--env", default=None,
+                        help="another gymnasium id; obs_dims, action_dim and max_frames follow the env")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. policy_config.batch_size=256 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the experiment from its backup")
     parser.add_argument("--output-root", default=None, help="root of the output folders (default: output/)")
     parser.add_argument("--out-dir", default=None,
@@ -55,18 +71,24 @@ def parse_args(argv):
     parser.add_argument("--frames", type=int, default=None,
                         help="env frames to train for (default: 1M; --smoke: 1500)")
     parser.add_argument("--eval-every", type=int, default=None,
-                        help="frames between greedy episodes (default: 10k; --smoke: 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+                        help="frames between greedy evaluations (default: 10k; --smoke: 500)")
+    parser.add_argument("--backup-every", type=int, default=None,
+                        help="frames between backups for --resume (default: a tenth of --frames); "
+                             "a learner's backup_every_n updates also trigger one, and the end always does")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    parser.add_argument("--device", default=None,
+                        help="auto | cpu | cuda | cuda:N (default: the GPU id if given, else auto)")
     parser.add_argument("--smoke", action="store_true", help="a tiny budget of the same run")
     parser.add_argument("--speedrun", action="store_true",
-                        help="train the world model concurrently in its own process (also on when the "
-                             "config's frames_per_update is false, as the speedrun configs)")
-    parser.add_argument("--corrupt-model", type=float, default=0.0, metavar="STD",
+                        help="the reference's concurrent layout: both learners train freely in their own "
+                             "processes while this one acts (also on when the config's frames_per_update "
+                             "is false, as the speedrun configs); not reproducible run to run")
+    parser.add_argument("--corrupt-model", type=float, default=None, metavar="STD",
                         help="robustness test: add N(0, STD) to every imagined next state (default: 0)")
     return parser.parse_args(argv)
 
 
+# -- the config and the learners -----------------------------------------------------------------
 def value_config(cfg: dict, corrupt_std: float = 0.0) -> ValueConfig:
     policy = cfg["policy_config"]
     expansion = policy.get("value_expansion") or {}
@@ -78,20 +100,29 @@ def value_config(cfg: dict, corrupt_std: float = 0.0) -> ValueConfig:
                        hidden_layers=policy["hidden_layers"], discount=cfg["env"]["discount"],
                        reward_scale=cfg["env"]["reward_scale"], lr=policy["learning_rate"],
                        policy_reg=policy["pretanh_reg"], target_copy_every=policy["epoch_every_n"],
-                       corrupt_std=corrupt_std)
+                       corrupt_std=corrupt_std, q_train_samples=bayes.get("train_sample_count"),
+                       q_eval_samples=bayes.get("eval_sample_count"))
 
 
-def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int) -> WorldModelLearner | None:
+def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int,
+                     device: str | torch.device = "cpu") -> WorldModelLearner | None:
     model = cfg.get("model_config")
     if not model:
         return None
     bayes = model.get("bayesian") or {}
-    return WorldModelLearner(obs_dim, action_dim, bayes.get("transition", {}).get("ensemble_size", 1),
-                             bayes.get("reward", {}).get("ensemble_size", 1), seed,
+    transition, reward = bayes.get("transition", {}), bayes.get("reward", {})
+    return WorldModelLearner(obs_dim, action_dim, transition.get("ensemble_size", 1),
+                             reward.get("ensemble_size", 1), seed,
                              lr=model["learning_rate"], l2_weight=model["l2_reg"],
                              transition_hidden=model["transition_hidden_dim"],
                              transition_layers=model["transition_hidden_layers"],
-                             aux_hidden=model["aux_hidden_dim"], aux_layers=model["aux_hidden_layers"])
+                             aux_hidden=model["aux_hidden_dim"], aux_layers=model["aux_hidden_layers"],
+                             device=device, transition_samples=_samples(transition),
+                             reward_samples=_samples(reward))
+
+
+def _samples(ensemble: dict) -> tuple[int, int] | None:
+    return (ensemble["train_sample_count"], ensemble["eval_sample_count"]) if ensemble else None
 
 
 def explore(pre_tanh: np.ndarray, rule: dict, rng: np.random.Generator) -> np.ndarray:
@@ -107,36 +138,52 @@ def explore(pre_tanh: np.ndarray, rule: dict, rng: np.random.Generator) -> np.nd
 
 
 class Run:
-    """Everything a backup holds: learners, replay, counters, RNGs."""
+    """Everything a backup holds: learners, replay, the interactors' policy, counters, RNGs."""
 
-    def __init__(self, cfg: dict, seed: int, corrupt_std: float = 0.0):
-        self.cfg, self.seed = cfg, seed
+    def __init__(self, cfg: dict, seed: int, corrupt_std: float = 0.0, device="cpu"):
+        self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
+        policy, model = cfg["policy_config"], cfg.get("model_config")
         obs_dim, action_dim = int(np.prod(cfg["env"]["obs_dims"])), cfg["env"]["action_dim"]
-        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg, corrupt_std), seed)
-        self.world = make_world_model(cfg, obs_dim, action_dim, seed)
-        self.replay = ReplayBuffer(cfg["policy_config"]["replay_size"], (obs_dim,), (action_dim,), seed=seed)
+        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg, corrupt_std), seed, device=device)
+        self.world = make_world_model(cfg, obs_dim, action_dim, seed, device)
+        self.replay = ReplayBuffer(policy["replay_size"], (obs_dim,), (action_dim,), seed=seed)
+        # the world-model learner keeps its own replay in the reference; one buffer serves both
+        # when the sizes agree (same contents), a second one holds model_config.replay_size
+        separate = model is not None and model["replay_size"] != policy["replay_size"]
+        self.model_replay = (ReplayBuffer(model["replay_size"], (obs_dim,), (action_dim,), seed=seed + 7)
+                             if separate else self.replay)
+        self.actor = copy.deepcopy(self.value.policy).requires_grad_(False)  # the interactors' copy
         self.rng = np.random.default_rng(seed)
-        self.frames = self.episodes = self.evals = self.test_steps = 0
+        self.frames = self.episodes = self.evals = self.test_steps = self.actor_frame = 0
         self.hours_before = 0.0
         self.pretrained = self.world is None
-        self.concurrent = None  # a WorldModelProcess in the speedrun layout
-        self.world_loads = 0    # world-model weights received from it
+        self.concurrent = None  # the SpeedrunLearners in the speedrun layout
+        self.world_loads = 0    # world-model weights the value learner received there
+        self.first_world_seconds = None
 
     def state_dict(self) -> dict:
-        return {"value": self.value.state_dict(), "world": self.world.state_dict() if self.world else None,
-                "replay": self.replay.state_dict(), "rng": self.rng.bit_generator.state,
-                "frames": self.frames, "episodes": self.episodes, "evals": self.evals,
-                "test_steps": self.test_steps,
-                "hours": self.hours_before, "pretrained": self.pretrained}
+        state = {"value": self.value.state_dict(), "world": self.world.state_dict() if self.world else None,
+                 "replay": self.replay.state_dict(), "actor": self.actor.state_dict(),
+                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "frames": self.frames, "episodes": self.episodes, "evals": self.evals,
+                 "test_steps": self.test_steps, "actor_frame": self.actor_frame,
+                 "hours": self.hours_before, "pretrained": self.pretrained}
+        if self.model_replay is not self.replay:
+            state["model_replay"] = self.model_replay.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.value.load_state_dict(state["value"])
         if self.world:
             self.world.load_state_dict(state["world"])
         self.replay.load_state_dict(state["replay"])
+        if self.model_replay is not self.replay:
+            self.model_replay.load_state_dict(state["model_replay"])
+        self.actor.load_state_dict(state["actor"])
         self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
         self.frames, self.episodes, self.evals = state["frames"], state["episodes"], state["evals"]
-        self.test_steps = state["test_steps"]
+        self.test_steps, self.actor_frame = state["test_steps"], state["actor_frame"]
         self.hours_before, self.pretrained = state["hours"], state["pretrained"]
 
 
@@ -155,197 +202,430 @@ def greedy_episode(run: Run, env) -> tuple[float, int]:
     return total, steps
 
 
-def train(run: Run, args, out: Path, budget: dict, env, eval_env) -> dict:
-    cfg, policy = run.cfg, run.cfg["policy_config"]
-    log_dir = out / cfg["log_path"]
-    greedy_path = log_dir / f"{cfg['name']}.greedy.csv"
-    new_greedy = not greedy_path.exists()
-    greedy = open(greedy_path, "a", newline="")
-    greedy_csv = csv.writer(greedy)
-    if new_greedy:
-        greedy_csv.writerow(["hours", "epochs", "frames", "score"])
-    metrics_path = out / "metrics.csv"
-    new_metrics = not metrics_path.exists()
-    metrics = open(metrics_path, "a", newline="")
-    metrics_csv = csv.DictWriter(metrics, ["env_steps", "test_steps", "score", "model_use", "updates", "hours",
-                                           "wall_seconds"])
-    if new_metrics:
-        metrics_csv.writeheader()
-    value_log, world_log = open(log_dir / "valuerl.log", "a"), open(log_dir / "worldmodel.log", "a")
-    start, last = time.time(), {"model_use": 0.0}
-    obs, _ = env.reset(seed=args.seed + run.episodes if run.frames == 0 else None)
-    bar = tqdm(total=budget["frames"], initial=run.frames, unit="frame", desc=cfg["name"], dynamic_ncols=True)
-    try:
-        while run.frames < budget["frames"]:
-            if run.frames < budget["random_frames"]:
-                action = run.rng.uniform(-1, 1, env.action_space.shape)
-            else:
-                with torch.no_grad():
-                    pre = run.value.policy.pre_tanh(torch.as_tensor(obs)).numpy()
-                action = explore(pre, policy["exploration"], run.rng)
-            nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
-            run.replay.add(obs, action, reward, nxt, terminated, truncated)
-            if run.concurrent:
-                run.concurrent.send((obs, action, reward, nxt, terminated, truncated))
-            run.frames += 1
-            obs = nxt
-            if terminated or truncated:
-                run.episodes += 1
-                obs, _ = env.reset()
-            if run.frames >= budget["random_frames"]:
-                last.update(learn(run, budget, value_log, world_log))
-            if run.frames % budget["eval_every"] == 0 or run.frames == budget["frames"]:
-                score, steps = greedy_episode(run, eval_env)
-                require_finite("the greedy episode's score", score, run.frames)
-                run.evals += 1
-                run.test_steps += steps
-                hours = run.hours_before + (time.time() - start) / 3600
-                epochs = run.value.updates // policy["epoch_every_n"]
-                greedy_csv.writerow([f"{hours:.5f}", epochs, run.frames, f"{score:.3f}"])
-                metrics_csv.writerow({"env_steps": run.frames, "test_steps": run.test_steps, "score": round(score, 3),
-                                      "model_use": round(last["model_use"], 4), "updates": run.value.updates,
-                                      "hours": round(hours, 5), "wall_seconds": round(hours * 3600, 1)})
-                greedy.flush(), metrics.flush()
-                bar.set_postfix(score=f"{score:.1f}", model_use=f"{last['model_use']:.2f}")
-                save_latest(run, out)
-            if run.frames % budget["backup_every"] == 0 or run.frames == budget["frames"]:
-                run.hours_before += (time.time() - start) / 3600
-                start = time.time()
-                save_checkpoint(run.state_dict(), out / cfg["save_model_path"] / "backup.pt")
-            bar.update(1)
-    finally:
-        bar.close()
-        for f in (greedy, metrics, value_log, world_log):
-            f.close()
-    return last
+# -- acting ----------------------------------------------------------------------------------------
+def choose_actions(run: Run, obs: np.ndarray, budget: dict) -> np.ndarray:
+    """Uniform random actions for the first random frames, then the interactors' copy of the
+    policy (reloaded from the learner every reload_every_n frames) with exploration noise."""
+    if run.frames < budget["random_frames"]:
+        return run.rng.uniform(-1, 1, (len(obs), run.cfg["env"]["action_dim"]))
+    if run.frames - run.actor_frame >= run.cfg["agent_config"]["reload_every_n"]:
+        run.actor.load_state_dict(run.value.policy.state_dict())
+        run.actor_frame = run.frames
+    with torch.no_grad():
+        pre = run.actor.pre_tanh(torch.as_tensor(obs, device=run.device)).cpu().numpy()
+    return explore(pre, run.cfg["policy_config"]["exploration"], run.rng)
 
 
-def learn(run: Run, budget: dict, value_log, world_log) -> dict:
-    """World-model pretraining once, then each learner catches up to its update allowance."""
-    cfg, batch_size = run.cfg, run.cfg["policy_config"]["batch_size"]
-    sample = lambda: tuple(run.replay.sample(batch_size)[:5])  # noqa: E731  obs, act, rew, next, term
-    info = {}
-    if run.concurrent:  # the world model trains elsewhere: take its newest weights, one update per frame
-        state = run.concurrent.newest()
-        if state is not None:
-            run.world.model.load_state_dict(state)
-            run.pretrained = True
-            run.world_loads += 1
-        while run.value.updates < run.frames - budget["random_frames"]:
-            info = run.value.update(sample(), run.world.model if run.pretrained else None)
-            require_finite("the value learner's loss", list(info.values()), run.frames)
-            if run.value.updates % cfg["policy_config"]["log_every_n"] == 0:
-                value_log.write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
-        return info
-    if not run.pretrained:
-        for _ in range(budget["pretrain_n"]):
-            info = run.world.update(sample())
-        world_log.write(json.dumps({"pretrain_updates": budget["pretrain_n"], **info}) + "\n")
-        run.pretrained = True
-    learning_frames = run.frames - budget["random_frames"]
-    allowance = int(learning_frames / run.cfg["policy_config"]["frames_per_update"])
-    while run.value.updates < allowance:
-        if run.world is not None:
-            winfo = run.world.update(sample())
-            if run.world.updates % cfg["model_config"]["log_every_n"] == 0:
-                world_log.write(json.dumps({"updates": run.world.updates, **winfo}) + "\n")
-        info = run.value.update(sample(), run.world.model if run.world else None)
-        require_finite("the value learner's loss", list(info.values()), run.frames)
-        if run.value.updates % cfg["policy_config"]["log_every_n"] == 0:
-            value_log.write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
+def act(run: Run, envs: list, obs: np.ndarray, budget: dict) -> np.ndarray:
+    """One step of every acting env; their transitions go to the replay memories."""
+    actions = choose_actions(run, obs, budget)
+    for i, env in enumerate(envs):
+        nxt, reward, terminated, truncated, _ = env.step(to_env(actions[i], env.action_space))
+        transition = (obs[i], actions[i], reward, nxt, terminated, truncated)
+        run.replay.add(*transition)
+        if run.model_replay is not run.replay:
+            run.model_replay.add(*transition)
+        if run.concurrent:   # a copy: obs[i] is overwritten below
+            run.concurrent.send((obs[i].copy(), *transition[1:]))
+        run.frames += 1
+        if terminated or truncated:
+            run.episodes += 1
+            nxt, _ = env.reset()
+        obs[i] = nxt
+    return obs
+
+
+# -- learning ----------------------------------------------------------------------------------
+def learn(run: Run, logs: dict) -> dict:
+    """Each learner catches up with its data ratio (reference learner.py: update i is allowed
+    while frames gathered since frames_before_learning > frames_per_update * i); the world
+    model first pretrains pretrain_n updates once it has its frames. World then value, so
+    equal settings interleave one world update with one value update."""
+    cfg, info = run.cfg, {}
+    policy, model = cfg["policy_config"], cfg.get("model_config")
+    if run.concurrent:
+        return learn_alongside_world_process(run, logs)
+    if run.world is not None and not run.pretrained and run.frames >= model["frames_before_learning"]:
+        pretrain_n = model["pretrain_n"] or 0   # the speedrun configs say false
+        for _ in range(pretrain_n):
+            winfo = run.world.update(world_batch(run))
+        if pretrain_n:
+            logs["world"].write(json.dumps({"pretrain_updates": pretrain_n, **winfo}) + "\n")
+        run.world.updates, run.pretrained = 0, True   # the reference restarts the count after pretraining
+    while True:
+        progressed = False
+        if run.world is not None and run.pretrained and allowed(run.frames, model, run.world.updates):
+            winfo = run.world.update(world_batch(run))
+            require_finite("the world model's loss", list(winfo.values()), run.frames)
+            if run.world.updates % model["log_every_n"] == 0:
+                logs["world"].write(json.dumps({"updates": run.world.updates, **winfo}) + "\n")
+            if run.world.updates % model["epoch_every_n"] == 0:
+                save_checkpoint(run.world.state_dict(), logs["checkpoints"] / "worldmodel.pt")
+            progressed = True
+        if allowed(run.frames, policy, run.value.updates):
+            info = value_step(run, logs)
+            progressed = True
+        if not progressed:
+            return info
+
+
+def allowed(frames: int, learner: dict, updates: int) -> bool:
+    """frames_per_update false (the speedrun configs: learners run freely in the reference)
+    means one update per frame when the learner shares this process with acting."""
+    gathered = frames - learner["frames_before_learning"]
+    rate = learner["frames_per_update"]
+    return gathered > (1.0 if rate is False else rate) * updates
+
+
+def world_batch(run: Run) -> tuple:
+    return tuple(run.model_replay.sample(run.cfg["model_config"]["batch_size"])[:5])
+
+
+def value_step(run: Run, logs: dict) -> dict:
+    policy = run.cfg["policy_config"]
+    batch = tuple(run.replay.sample(policy["batch_size"])[:5])   # obs, act, rew, next, terminated
+    info = run.value.update(batch, run.world.model if run.world is not None and run.pretrained else None)
+    require_finite("the value learner's loss", list(info.values()), run.frames)
+    if run.value.updates % policy["log_every_n"] == 0:
+        logs["value"].write(json.dumps({"updates": run.value.updates, "frames": run.frames, **info}) + "\n")
+    if run.value.updates % policy["epoch_every_n"] == 0:
+        save_checkpoint(run.value.state_dict(), logs["checkpoints"] / "valuerl.pt")
     return info
 
 
-def save_latest(run: Run, out: Path) -> None:
-    ckpt = out / run.cfg["save_model_path"]
-    save_checkpoint(run.value.state_dict(), ckpt / "valuerl.pt")
+def learn_alongside_world_process(run: Run, logs: dict) -> dict:
+    """The speedrun layout: both learners train freely in their own processes; take their newest
+    published states (the policy the interactors reload, and what the backups hold)."""
+    world = run.concurrent.newest_world()
+    if world is not None:
+        run.world.load_state_dict(world)
+        run.pretrained = True
+    return take_value_state(run, run.concurrent.newest_value())
+
+
+def take_value_state(run: Run, published: dict | None) -> dict:
+    if published is None:
+        return {}
+    run.value.load_state_dict(published["value"])
+    run.world_loads, run.first_world_seconds = published["world_loads"], published["first_world_weights_s"]
+    return {"model_use": published["model_use"]}
+
+
+# -- the run --------------------------------------------------------------------------------------
+def train(run: Run, args, out: Path, budget: dict, envs: list, eval_envs: list, saved: dict | None) -> dict:
+    cfg, policy = run.cfg, run.cfg["policy_config"]
+    paths = log_paths(out, cfg)
+    if saved is not None:   # rows and log lines written after the backup are dropped
+        for key, size in saved["logs"].items():
+            if paths[key].exists():
+                os.truncate(paths[key], size)
+    new = {key: not path.exists() or path.stat().st_size == 0 for key, path in paths.items()}
+    files = {key: open(path, "a", newline="") for key, path in paths.items()}
+    greedy_csv, metrics_csv = csv.writer(files["greedy"]), csv.DictWriter(
+        files["metrics"], ["env_steps", "test_steps", "score", "model_use", "updates", "hours", "wall_seconds"])
+    if new["greedy"]:
+        greedy_csv.writerow(["hours", "epochs", "frames", "score"])
+    if new["metrics"]:
+        metrics_csv.writeheader()
+    logs = {"value": files["value"], "world": files["world"], "checkpoints": out / cfg["save_model_path"]}
+    if saved is not None:
+        for env, state in zip(envs, saved["envs"]):
+            restore_env_state(env, state)
+        for env, state in zip(eval_envs, saved["eval_envs"]):
+            restore_env_state(env, state)
+        obs = np.array(saved["obs"], dtype=np.float32)
+    else:
+        obs = np.stack([env.reset()[0] for env in envs]).astype(np.float32)
+    start, last = time.time(), {"model_use": 0.0}
+    backups_at = (run.value.updates // policy["backup_every_n"],
+                  run.world.updates // cfg["model_config"]["backup_every_n"] if run.world else 0)
+    bar = tqdm(total=budget["frames"], initial=run.frames, unit="frame", desc=cfg["name"], dynamic_ncols=True)
+    try:
+        while run.frames < budget["frames"]:
+            before = run.frames
+            obs = act(run, envs, obs, budget)
+            last.update(learn(run, logs))
+            if crossed(before, run.frames, budget["eval_every"]) or run.frames >= budget["frames"]:
+                evaluate(run, eval_envs, start, last, greedy_csv, metrics_csv, files)
+            updates_now = (run.value.updates // policy["backup_every_n"],
+                           run.world.updates // cfg["model_config"]["backup_every_n"] if run.world else 0)
+            if (crossed(before, run.frames, budget["backup_every"]) or run.frames >= budget["frames"]
+                    or updates_now != backups_at):
+                run.hours_before += (time.time() - start) / 3600
+                start, backups_at = time.time(), updates_now
+                backup(run, out, envs, eval_envs, obs, files, paths)
+            bar.update(run.frames - before)
+        if run.concurrent:   # the value learner's last state, then a backup that holds it
+            last.update(take_value_state(run, run.concurrent.close()))
+            backup(run, out, envs, eval_envs, obs, files, paths)
+    finally:
+        bar.close()
+        for f in files.values():
+            f.close()
+    save_checkpoint(run.value.state_dict(), out / cfg["save_model_path"] / "valuerl.pt")
     if run.world:
-        save_checkpoint(run.world.state_dict(), ckpt / "worldmodel.pt")
+        save_checkpoint(run.world.state_dict(), out / cfg["save_model_path"] / "worldmodel.pt")
+    return last
+
+
+def crossed(before: int, now: int, every: int) -> bool:
+    return now // every > before // every
+
+
+def evaluate(run: Run, eval_envs: list, start: float, last: dict, greedy_csv, metrics_csv, files) -> None:
+    """The evaluators: one greedy episode per evaluator env, one greedy.csv row each (as the
+    reference's evaluators write); metrics.csv gets their mean."""
+    scores = []
+    hours = run.hours_before + (time.time() - start) / 3600
+    epochs = run.value.updates // run.cfg["policy_config"]["epoch_every_n"]
+    for env in eval_envs:
+        score, steps = greedy_episode(run, env)
+        require_finite("the greedy episode's score", score, run.frames)
+        run.test_steps += steps
+        scores.append(score)
+        greedy_csv.writerow([f"{hours:.5f}", epochs, run.frames, f"{score:.3f}"])
+    run.evals += 1
+    steve = run.cfg["policy_config"]["algo"] == "steve"
+    metrics_csv.writerow({"env_steps": run.frames, "test_steps": run.test_steps,
+                          "score": round(float(np.mean(scores)), 3),
+                          "model_use": round(float(last["model_use"]), 4) if steve else "",
+                          "updates": run.value.updates, "hours": round(hours, 5),
+                          "wall_seconds": round(hours * 3600, 1)})
+    for f in files.values():
+        f.flush()
+
+
+def backup(run: Run, out: Path, envs: list, eval_envs: list, obs: np.ndarray, files: dict, paths: dict) -> None:
+    """An atomic backup: everything to continue exactly, and how long each log was then."""
+    for f in files.values():
+        f.flush()
+    state = {**run.state_dict(), "envs": [env_state(env) for env in envs],
+             "eval_envs": [env_state(env) for env in eval_envs], "obs": obs.copy(),
+             "logs": {key: path.stat().st_size for key, path in paths.items()}}
+    save_checkpoint(state, out / run.cfg["save_model_path"] / "backup.pt")
+
+
+def log_paths(out: Path, cfg: dict) -> dict[str, Path]:
+    names = [name.format(name=cfg["name"]) for name in LOGS]
+    return {key: out / name for key, name in zip(("metrics", "greedy", "value", "world"), names)}
+
+
+# -- setup ----------------------------------------------------------------------------------------
+def pick_device(args) -> torch.device:
+    """--device wins; else the seed's GPU id (which must exist); else auto (CUDA when present)."""
+    if args.device is not None:
+        return resolve_device(args.device)
+    if args.gpu_id is not None:
+        if not args.gpu_id.isdigit():
+            raise UsageError(f"the GPU id must be a number such as 0, got {args.gpu_id!r}")
+        if not torch.cuda.is_available():
+            raise UsageError(f"GPU id {args.gpu_id} asks for cuda:{args.gpu_id}, but torch finds no CUDA "
+                             "device here; add --device cpu to train on the CPU")
+        return resolve_device(f"cuda:{args.gpu_id}")
+    return resolve_device("auto")
+
+
+def resolve_experiment(args, smoke: bool) -> dict:
+    """The config file (positional or --config), --smoke's settings, --env and --set applied, checked."""
+    if args.config_file and args.config and args.config_file != args.config:
+        raise UsageError("give the experiment JSON once: as the first argument or as --config")
+    path = args.config or args.config_file
+    if path is None:
+        raise UsageError("an experiment JSON is needed, e.g. experiments/goodruns/pendulum/steve0.json")
+    cfg = load_config(path)
+    if args.output_root:
+        cfg["output_root"] = args.output_root
+    if smoke:   # a tiny budget of the same run: fewer random frames and pretraining updates
+        cfg["agent_config"]["full_random_n"] = SMOKE_CONFIG["full_random_n"]
+        for section in ("policy_config", "model_config"):
+            if section in cfg:
+                cfg[section]["frames_before_learning"] = SMOKE_CONFIG["frames_before_learning"]
+        if cfg.get("model_config", {}).get("pretrain_n"):
+            cfg["model_config"]["pretrain_n"] = SMOKE_CONFIG["pretrain_n"]
+    if args.env:
+        cfg = with_env(cfg, args.env)
+    if args.overrides:   # after --smoke, so a --set key always wins
+        cfg = apply_overrides(cfg, args.overrides)
+    return cfg
+
+
+def with_env(cfg: dict, env_id: str) -> dict:
+    """The experiment on another env: its observation and action sizes and episode limit."""
+    probe = make_env(env_id)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    limit = probe.spec.max_episode_steps if probe.spec else None
+    probe.close()
+    if len(getattr(action_space, "shape", ()) or ()) != 1 or not hasattr(action_space, "low"):
+        raise UsageError(f"--env {env_id}: STEVE needs a continuous (Box) action space, got {action_space}")
+    cfg = copy.deepcopy(cfg)
+    cfg["env"].update(name=env_id, obs_dims=list(obs_space.shape), action_dim=int(action_space.shape[0]),
+                      max_frames=limit or cfg["env"]["max_frames"])
+    validate_config(cfg, f"--env {env_id}")
+    return cfg
+
+
+def check_env_matches(cfg: dict, env) -> None:
+    obs_shape, action_shape = tuple(env.observation_space.shape), tuple(env.action_space.shape)
+    if int(np.prod(obs_shape)) != int(np.prod(cfg["env"]["obs_dims"])) or action_shape != (cfg["env"]["action_dim"],):
+        raise UsageError(f"{cfg['env']['name']} has observations {obs_shape} and actions {action_shape}, but the "
+                         f"config says obs_dims {cfg['env']['obs_dims']} and action_dim {cfg['env']['action_dim']}")
+
+
+def make_budget(args, cfg: dict, saved_run: dict | None) -> dict:
+    budget = {"frames": 1_000_000, "eval_every": 10_000}
+    if args.smoke:
+        budget.update(SMOKE)
+    if saved_run is not None:
+        budget.update(eval_every=saved_run["eval_every"], frames=saved_run["frames"])
+    budget.update({key: value for key, value in (("frames", args.frames), ("eval_every", args.eval_every))
+                   if value is not None})
+    budget["backup_every"] = args.backup_every or (saved_run or {}).get("backup_every") or max(1, budget["frames"] // 10)
+    budget["random_frames"] = max(cfg["agent_config"]["full_random_n"], cfg["policy_config"]["frames_before_learning"])
+    return budget
+
+
+def _saved_run(out: Path) -> dict:
+    try:
+        return json.loads((out / "config.json").read_text()).get("_run") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+
+
+def check_resume(args, cfg: dict, out: Path) -> dict:
+    """The saved run's `_run` settings; a different seed, config or flag is refused."""
+    saved_path = out / "config.json"
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise UsageError(f"--resume: {saved_path} is missing or damaged; this is not a steve run folder") from None
+    saved_run = saved.pop("_run", None) or {}
+    now = json.loads(json.dumps({**cfg, "output_root": saved.get("output_root")}))  # where, not what
+    if saved != now:
+        key = _first_difference(saved, now)
+        raise UsageError(f"--resume continues the run's saved config; {key} differs from {saved_path} "
+                         "(only --frames may change)")
+    for flag, value, name in (("--seed", args.seed, "seed"), ("--eval-every", args.eval_every, "eval_every"),
+                              ("--corrupt-model", args.corrupt_model, "corrupt_model"),
+                              ("--backup-every", args.backup_every, "backup_every")):
+        if value is not None and saved_run.get(name) != value:
+            raise UsageError(f"--resume continues the run's saved settings; {flag} {value} differs from "
+                             f"the run's {saved_run.get(name)} (only --frames may change)")
+    if args.speedrun and saved_run.get("layout") != "speedrun":
+        raise UsageError("--resume continues the run's saved settings; --speedrun was not used by this run")
+    return saved_run
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+                return _first_difference(a[key], b[key], f"{prefix}{key}.")
+            return f"'{prefix}{key}'"
+    return "the config"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config)
-    if args.output_root:
-        cfg["output_root"] = args.output_root
-    device = args.device or (f"cuda:{args.gpu_id}" if args.gpu_id is not None else "cpu")
-    resolve_device(device)  # validates; the networks here are small and run on the CPU
-    budget = {"frames": 1_000_000, "eval_every": 10_000,
-              "full_random_n": cfg["agent_config"]["full_random_n"],
-              "pretrain_n": (cfg.get("model_config") or {}).get("pretrain_n") or 0,
-              "backup_every": cfg["policy_config"]["backup_every_n"]}
-    if args.smoke:
-        budget.update(SMOKE)
-        cfg["policy_config"]["frames_before_learning"] = SMOKE["full_random_n"]
-    budget.update({key: value for key, value in (("frames", args.frames), ("eval_every", args.eval_every))
-                   if value is not None})
-    budget["random_frames"] = max(budget["full_random_n"], cfg["policy_config"]["frames_before_learning"])
-    for key in ("frames", "eval_every"):
-        if budget[key] <= 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {budget[key]}")
-    if args.corrupt_model < 0:
+    for flag, value in (("--frames", args.frames), ("--eval-every", args.eval_every),
+                        ("--backup-every", args.backup_every)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    cfg = resolve_experiment(args, args.smoke)
+    device = pick_device(args)
+    if args.corrupt_model is not None and args.corrupt_model < 0:
         raise UsageError(f"--corrupt-model must be >= 0, got {args.corrupt_model}")
-    if args.seed < 0:   # gymnasium and numpy take no negative seed
+    if args.seed is not None and args.seed < 0:   # gymnasium and numpy take no negative seed
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
     out = Path(args.out_dir) if args.out_dir else experiment_dir(cfg)
-    backup = out / cfg["save_model_path"] / "backup.pt"
-    if args.resume and not backup.is_file():
-        raise UsageError(f"--resume: no backup at {backup}")
-    if not args.resume and out.exists():
+    backup_path = out / cfg["save_model_path"] / "backup.pt"
+    saved_run = None
+    if args.resume:
+        if not backup_path.is_file():
+            raise UsageError(f"--resume: no backup at {backup_path}")
+        if not args.smoke and _saved_run(out).get("smoke"):   # a smoke run continues as one
+            args.smoke, cfg = True, resolve_experiment(args, True)
+        saved_run = check_resume(args, cfg, out)
+    elif out.exists():
         raise UsageError(f"{out} already exists; continue it with --resume or choose another --output-root")
-    if not args.resume:
+    else:
         check_out_dir(out)   # a writable place, before anything is written
-    env = make_env(cfg["env"]["name"], seed=args.seed, max_episode_steps=cfg["env"]["max_frames"])
-    eval_env = make_env(cfg["env"]["name"], seed=args.seed + 100, max_episode_steps=cfg["env"]["max_frames"])
-    saved = load_checkpoint(backup) if args.resume else None   # a damaged backup: one line, exit 2
+    seed = args.seed if args.seed is not None else (saved_run or {}).get("seed", 0)
+    corrupt = args.corrupt_model if args.corrupt_model is not None else (saved_run or {}).get("corrupt_model", 0.0)
+    budget = make_budget(args, cfg, saved_run)
+    agents = cfg["agent_config"]["count"] * cfg["agent_config"]["batch_size"]
+    evaluators = cfg["evaluator_config"]["count"] * cfg["evaluator_config"]["batch_size"]
+    limit = cfg["env"]["max_frames"]
+    envs = [make_env(cfg["env"]["name"], seed=seed + i, max_episode_steps=limit) for i in range(agents)]
+    eval_envs = [make_env(cfg["env"]["name"], seed=seed + 100 + j, max_episode_steps=limit)
+                 for j in range(evaluators)]
+    check_env_matches(cfg, envs[0])
+    saved = load_checkpoint(backup_path) if args.resume else None   # a damaged backup: one line, exit 2
+    speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)
-    write_json_atomic(out / "config.json", {**cfg, "_run": {"seed": args.seed, "frames": budget["frames"],
-                                                            "eval_every": budget["eval_every"],
-                                                            "corrupt_model": args.corrupt_model}})
-    seed_everything(args.seed)
+    write_json_atomic(out / "config.json", {**cfg, "_run": {
+        "seed": seed, "smoke": args.smoke, "frames": budget["frames"], "eval_every": budget["eval_every"],
+        "backup_every": budget["backup_every"], "corrupt_model": corrupt,
+        "layout": "speedrun" if speedrun else "one process", "device": str(device)}})
+    seed_everything(seed)
     set_single_thread()
-    run = Run(cfg, args.seed, args.corrupt_model)
+    run = Run(cfg, seed, corrupt, device)
     if saved is not None:
         run.load_state_dict(saved)
-    speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
-    if speedrun and run.world is not None:
-        from steve.speedrun import WorldModelProcess
-
-        obs_dim = int(np.prod(cfg["env"]["obs_dims"]))
-        run.concurrent = WorldModelProcess(cfg, args.seed, obs_dim, cfg["env"]["action_dim"],
-                                           out / cfg["log_path"] / "worldmodel.log")
-        run.pretrained = False  # until the first weights arrive, the targets are DDPG's
-        if run.replay.size:  # resuming: the world-model process starts from all the data so far
-            for i in range(run.replay.size):
-                b = run.replay
-                run.concurrent.send((b.obs[i], b.actions[i], b.rewards[i], b.next_obs[i],
-                                     b.terminated[i], b.truncated[i]))
+    if speedrun:
+        start_learner_processes(run, cfg, seed, corrupt, out)
     started = time.time()
     try:
-        last = train(run, args, out, budget, env, eval_env)
+        last = train(run, args, out, budget, envs, eval_envs, saved)
     except Diverged as error:   # summary.json says so; the last backup stays as it was
         scores = [float(row["score"]) for row in csv.DictReader(open(out / "metrics.csv"))]
         write_divergence(out, error, {"env_steps": run.frames, "test_steps": run.test_steps,
                                       "final_return": scores[-1] if scores else None,
                                       "best_return": max(scores) if scores else None,
                                       "wall_seconds": round(time.time() - started, 1),
-                                      "updates": run.value.updates}, backup)
+                                      "updates": run.value.updates}, backup_path)
         raise
     finally:
         if run.concurrent:
             run.concurrent.close()
-    scores = [float(row["score"]) for row in csv.DictReader(open(out / "metrics.csv"))]
-    summary = {"env_steps": run.frames, "test_steps": run.test_steps, "final_return": scores[-1] if scores else None,
-               "best_return": max(scores) if scores else None, "wall_seconds": round(time.time() - started, 1),
-               "algo": cfg["policy_config"]["algo"], "env": cfg["env"]["name"], "experiment": cfg["name"],
-               "updates": run.value.updates, "model_use": last.get("model_use", 0.0), "seed": args.seed,
-               "layout": "speedrun" if run.concurrent else "one process", "world_model_loads": run.world_loads}
-    write_json_atomic(out / "summary.json", summary)
+    write_summary(run, out, cfg, last, seed, time.time() - started, str(device))
     if not args.no_plots:
         from steve.plots import plot_run
 
         plot_run(out)
+
+
+def start_learner_processes(run: Run, cfg: dict, seed: int, corrupt: float, out: Path) -> None:
+    """The speedrun layout: both learners in their own processes, from the backup's states when
+    resuming, with all the data so far."""
+    from steve.speedrun import SpeedrunLearners
+
+    dims = (int(np.prod(cfg["env"]["obs_dims"])), cfg["env"]["action_dim"])
+    resumed = run.frames > 0
+    run.concurrent = SpeedrunLearners(cfg, seed, dims, out / cfg["log_path"], run.device,
+                                      value_state=run.value.state_dict() if resumed else None,
+                                      world_state=run.world.state_dict() if resumed and run.world else None,
+                                      corrupt_std=corrupt)
+    if run.replay.size:
+        b = run.replay
+        run.concurrent.send_batch((b.obs[:b.size], b.actions[:b.size], b.rewards[:b.size],
+                                   b.next_obs[:b.size], b.terminated[:b.size], b.truncated[:b.size]))
+
+
+def write_summary(run: Run, out: Path, cfg: dict, last: dict, seed: int, seconds: float, device: str) -> None:
+    scores = [float(row["score"]) for row in csv.DictReader(open(out / "metrics.csv"))]
+    steve = cfg["policy_config"]["algo"] == "steve"
+    summary = {"env_steps": run.frames, "test_steps": run.test_steps, "final_return": scores[-1] if scores else None,
+               "best_return": max(scores) if scores else None, "wall_seconds": round(seconds, 1),
+               "algo": cfg["policy_config"]["algo"], "env": cfg["env"]["name"], "experiment": cfg["name"],
+               "updates": run.value.updates, "world_model_updates": run.world.updates if run.world else None,
+               "model_use": float(last.get("model_use", 0.0)) if steve else None, "seed": seed,
+               "device": device, "layout": "speedrun" if run.concurrent else "one process",
+               "world_model_loads": run.world_loads}
+    if run.concurrent:
+        summary.update(learners_ready_s=run.concurrent.ready_seconds,
+                       first_world_weights_s=run.first_world_seconds)
+    write_json_atomic(out / "summary.json", summary)
     print(f"{cfg['name']} on {cfg['env']['name']}: last greedy score {summary['final_return']}, "
           f"best {summary['best_return']}, {run.frames} frames, {run.value.updates} updates -> {out}")
 

@@ -1,13 +1,21 @@
 """The value learner (Buckman et al. 2018, Sec. 3-4; reference valuerl.py): DDPG, MVE (with the
 TD-k trick) and STEVE from one update, differing only in how the candidate targets of
-`value_expansion` are reduced. Also the world-model learner step."""
+`value_expansion` are reduced. Also the world-model learner step.
+
+Both learners live on one device (`device`, e.g. "cuda:0"): networks, optimizers and the
+torch.Generator of their random draws. `update` takes CPU batches and moves them there; `act`
+answers on the CPU. Their state_dicts load on any device (see `load_generator_state`)."""
 from __future__ import annotations
 
+import ctypes
+import hashlib
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
-from steve.models import Policy, QEnsemble, WorldModel
+from steve.models import (Policy, QEnsemble, WorldModel, group_by_member, random_members,
+                          sample_members, subset_size)
 from steve.value_expansion import candidate_targets, imagine, rooted_candidates, steve_combine
 
 ALGOS = ("ddpg", "mve", "steve")
@@ -28,37 +36,87 @@ class ValueConfig:
     target_copy_every: int = 500  # hard copy of Q into the target Q, in updates
     q_routing: str = "random"     # random: one random Q member per example (reference) | full
     corrupt_std: float = 0.0      # robustness test: N(0, std) noise on every imagined next state
+    q_train_samples: int | None = None  # Q members drawn per training call (None: all L)
+    q_eval_samples: int | None = None   # Q members drawn per evaluation call: target, policy loss
+
+    def __post_init__(self):
+        for name in ("q_train_samples", "q_eval_samples"):
+            count = getattr(self, name)
+            if count is not None and not (isinstance(count, int) and 1 <= count <= self.q_members):
+                raise ValueError(f"ValueConfig.{name} must be 1..q_members ({self.q_members}): got {count}")
+
+
+def load_generator_state(generator: torch.Generator, state: torch.Tensor, device_type: str = "cpu") -> None:
+    """Restore a generator from `state` (CPU bytes, as get_state gives) made on `device_type`.
+    CPU (Mersenne twister) and CUDA (Philox) states are different objects, so a state from the
+    other device type reseeds the generator from a hash of it instead: a given checkpoint then
+    continues the same way on a given device (the two streams differ anyway)."""
+    state = state.cpu()
+    if device_type == generator.device.type:
+        generator.set_state(state)
+    else:
+        digest = hashlib.sha256(state.numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of handing it back to the OS: an update
+    allocates and frees MB-sized activations, which otherwise come back as fresh pages (page
+    faults: up to ~1 800 per STEVE target, ~15-40% of its time on a 2-core EPYC). Process-wide,
+    the same as MALLOC_MMAP_THRESHOLD_=32MiB MALLOC_TRIM_THRESHOLD_=256MiB in the environment
+    (both: fixing only the trim threshold turns off glibc's adaptive mmap threshold); a no-op
+    without glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, Windows)
+        return
+    mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of freed heap
+
+
+def to_device(batch, device: torch.device) -> tuple:
+    return tuple(t.to(device, non_blocking=True) for t in batch)
 
 
 class ValueLearner:
     """Policy π, Q ensemble, target Q ensemble (hard copies, no target policy), Adam on each."""
 
-    def __init__(self, obs_dim: int, action_dim: int, cfg: ValueConfig, seed: int):
-        self.cfg = cfg
-        with torch.random.fork_rng(devices=[]):
+    def __init__(self, obs_dim: int, action_dim: int, cfg: ValueConfig, seed: int,
+                 device: str | torch.device = "cpu"):
+        self.cfg, self.device = cfg, torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every device
             torch.manual_seed(seed)
-            self.policy = Policy(obs_dim, action_dim, cfg.hidden_dim, cfg.hidden_layers)
-            self.q = QEnsemble(obs_dim, action_dim, cfg.q_members, cfg.hidden_dim, cfg.hidden_layers)
-        self.q_target = QEnsemble(obs_dim, action_dim, cfg.q_members, cfg.hidden_dim, cfg.hidden_layers)
+            self.policy = Policy(obs_dim, action_dim, cfg.hidden_dim, cfg.hidden_layers).to(self.device)
+            self.q = QEnsemble(obs_dim, action_dim, cfg.q_members, cfg.hidden_dim,
+                               cfg.hidden_layers).to(self.device)
+        self.q_target = QEnsemble(obs_dim, action_dim, cfg.q_members, cfg.hidden_dim,
+                                  cfg.hidden_layers).to(self.device)
         self.q_target.load_state_dict(self.q.state_dict())
         self.q_target.requires_grad_(False)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr, fused=True)
-        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.updates = 0
+
+    def _eval_members(self) -> torch.Tensor | None:
+        """The Q members of one evaluation call (policy bayesian eval_sample_count)."""
+        return sample_members(self.cfg.q_members, self.cfg.q_eval_samples, self.generator, self.device)
 
     # -- the target --------------------------------------------------------------------------
     @torch.no_grad()
     def targets(self, reward, next_obs, done, world_model: WorldModel | None):
         """The Q target of each example (and, with the TD-k trick, of each imagined state):
-        returns (targets [K, B], reach weights [K, B], model use). K = 1 except with TD-k."""
+        returns (targets [K, B], reach weights [K, B], model use). K = 1 except with TD-k.
+        Each call draws the ensembles' eval subsets (transition and done, reward, target Q), so a
+        horizon has M_eval·N_eval·L_eval candidate samples."""
         reward = reward * self.cfg.reward_scale
         horizon = 0 if world_model is None or self.cfg.algo == "ddpg" else self.cfg.rollout_len
-        members = world_model.members if horizon else 1
-        rollout = imagine(next_obs, done, horizon, members, self.policy,
-                          self._transition(world_model) if horizon else None,
-                          world_model.done_prob if horizon else None,
-                          self._scaled_reward(world_model) if horizon else None, self.q_target)
+        models = self._imagination(world_model) if horizon else dict(members=1, transition=None,
+                                                                      done_prob=None, reward=None)
+        q_target = partial(self.q_target, members=self._eval_members())
+        rollout = imagine(next_obs, done, horizon, policy=self.policy, q_target=q_target, **models)
         if self.cfg.algo == "steve":
             combined = steve_combine(candidate_targets(reward, rollout, self.cfg.discount))
             return combined.target[None], torch.ones_like(combined.target)[None], combined.model_use
@@ -74,36 +132,49 @@ class ValueLearner:
         self._imagined = (rollout.states[:, :-1], rollout.actions[:, :-1])
         return targets, reach, reward.new_zeros(())
 
-    def _transition(self, world_model: WorldModel):
-        if not self.cfg.corrupt_std:
-            return world_model.transition
-        std = self.cfg.corrupt_std
-        return lambda s, a: world_model.transition(s, a) + std * torch.randn(
-            s.shape, generator=self.generator, dtype=s.dtype)
-
-    def _scaled_reward(self, world_model: WorldModel):
+    def _imagination(self, world_model: WorldModel) -> dict:
+        """The world model's callables for `imagine`, on this call's eval subsets (the reference
+        draws them in get_ensemble_idx_info: transition members, which the done net shares,
+        then reward members)."""
+        t_members = sample_members(world_model.members, world_model.transition_samples[1],
+                                   self.generator, self.device)
+        r_members = sample_members(world_model.reward_members, world_model.reward_samples[1],
+                                   self.generator, self.device)
         scale = self.cfg.reward_scale
-        return lambda s, a, s1: world_model.reward(s, a, s1) * scale
+        return dict(members=subset_size(world_model.members, t_members),
+                    transition=self._transition(partial(world_model.transition, members=t_members)),
+                    done_prob=partial(world_model.done_prob, members=t_members),
+                    reward=lambda s, a, s1: world_model.reward(s, a, s1, members=r_members) * scale)
+
+    def _transition(self, transition):
+        if not self.cfg.corrupt_std:
+            return transition
+        std = self.cfg.corrupt_std
+
+        def corrupted(s, a):
+            nxt = transition(s, a)
+            return nxt + std * torch.randn(nxt.shape, generator=self.generator, dtype=nxt.dtype,
+                                           device=nxt.device)
+        return corrupted
 
     # -- one update ----------------------------------------------------------------------------
     def update(self, batch, world_model: WorldModel | None = None) -> dict:
-        """One gradient step on Q (½(Q(s,a) − y)²) and on π (−mean_l Q_l(s, π(s)) + 1e-3·pre²)."""
-        obs, action, reward, next_obs, done = batch
+        """One gradient step on Q (½(Q(s,a) − y)²) and on π (−mean_l Q_l(s, π(s)) + 1e-3·pre²).
+        `batch` = (obs, action, reward, next_obs, done), on any device."""
+        obs, action, reward, next_obs, done = to_device(batch, self.device)
         targets, reach, model_use = self.targets(reward, next_obs, done, world_model)
         q_guess = self._q_guess(obs, action)
         if targets.shape[0] > 1:  # TD-k: Q at the imagined states too (mean over model rollouts)
-            states, actions = self._imagined
-            imagined_q = self.q(states, actions).mean(0).mean(0)         # [H, B]
-            q_guess = torch.cat([q_guess[None] if q_guess.dim() == 1 else q_guess.mean(0, keepdim=True), imagined_q], 0)
+            q_guess = torch.cat([q_guess[None] if q_guess.dim() == 1 else q_guess.mean(0, keepdim=True),
+                                 self._imagined_guesses()], 0)
         q_loss = (0.5 * reach * (q_guess - targets) ** 2).mean()
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self.q_opt.step()
 
         pre = self.policy.pre_tanh(obs)
-        self.q.requires_grad_(False)  # the policy's gradient goes through Q, not into it
-        value = self.q(obs, torch.tanh(pre)).mean(0)
-        self.q.requires_grad_(True)
+        # the policy's gradient goes through Q (frozen: not into it), mean over an eval subset
+        value = self.q(obs, torch.tanh(pre), members=self._eval_members(), frozen=True).mean(0)
         reg = self.cfg.policy_reg * (pre ** 2).mean()
         policy_loss = -value.mean()
         self.policy_opt.zero_grad(set_to_none=True)
@@ -117,45 +188,78 @@ class ValueLearner:
                 "model_use": float(model_use)}
 
     def _q_guess(self, obs, action) -> torch.Tensor:
-        if self.cfg.q_routing == "full" or self.cfg.q_members == 1:
-            return self.q(obs, action)  # [L, B]: every member trains on every example
-        member = torch.randint(self.cfg.q_members, (obs.shape[0],), generator=self.generator)
-        return self.q.routed(obs, action, member)
+        """Q(s, a) to train: one random member of a train subset per example (the reference's
+        reduce_mode "random", is_eval False) -> [B]; `full` routing: every member of the subset
+        on every example -> [L', B]."""
+        cfg = self.cfg
+        if cfg.q_routing == "full" or cfg.q_members == 1:
+            members = sample_members(cfg.q_members, cfg.q_train_samples, self.generator, self.device)
+            return self.q(obs, action, members=members)
+        members, pick = random_members(cfg.q_members, cfg.q_train_samples, obs.shape[0],
+                                       self.generator, self.device)
+        return self.q.routed(obs, action, pick, members)
+
+    def _imagined_guesses(self) -> torch.Tensor:
+        """TD-k: Q at the imagined (s_k, a_k), k = 0..H−1: one random member of an eval subset per
+        example, the same along its rollouts, then the mean over transition members -> [H, B]."""
+        states, actions = self._imagined                                # [M, H, B, .]
+        members, frames, batch = states.shape[:3]
+        subset = self._eval_members()
+        count = subset_size(self.cfg.q_members, subset)
+        if count == 1:  # one member: nothing to choose (and no draw)
+            return self.q(states, actions, members=subset)[0].mean(0)
+        pick = torch.randint(count, (batch,), generator=self.generator, device=self.device)
+        route = group_by_member(pick.repeat(members * frames), count)    # rows ordered (m, k, b)
+        guesses = self.q.routed(states.flatten(0, 2), actions.flatten(0, 2), route, subset)
+        return guesses.view(members, frames, batch).mean(0)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.policy(obs)
+        """tanh(π(obs)) on the CPU, whatever the learner's device."""
+        return self.policy(obs.to(self.device)).cpu()
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "q": self.q.state_dict(),
                 "q_target": self.q_target.state_dict(), "policy_opt": self.policy_opt.state_dict(),
                 "q_opt": self.q_opt.state_dict(), "generator": self.generator.get_state(),
-                "updates": self.updates}
+                "generator_device": self.generator.device.type, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("policy", "q", "q_target", "policy_opt", "q_opt"):
             getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
+        load_generator_state(self.generator, state["generator"], state.get("generator_device", "cpu"))
         self.updates = state["updates"]
 
 
 class WorldModelLearner:
-    """Adam on the world model's loss (reference worldmodel_learner.py)."""
+    """Adam on the world model's loss (reference worldmodel_learner.py). `transition_samples` /
+    `reward_samples` = (train_sample_count, eval_sample_count) of each ensemble (None: every
+    member), kept on the WorldModel."""
 
     def __init__(self, obs_dim: int, action_dim: int, transition_members: int, reward_members: int,
-                 seed: int, lr: float = 3e-4, l2_weight: float = 1e-4, full_batch: bool = False, **sizes):
+                 seed: int, lr: float = 3e-4, l2_weight: float = 1e-4, full_batch: bool = False,
+                 device: str | torch.device = "cpu", transition_samples: tuple[int, int] | None = None,
+                 reward_samples: tuple[int, int] | None = None, **sizes):
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = WorldModel(obs_dim, action_dim, transition_members, reward_members, **sizes)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, fused=True)
-        self.generator = torch.Generator().manual_seed(seed + 2)
+            self.model = WorldModel(obs_dim, action_dim, transition_members, reward_members,
+                                    transition_samples=transition_samples,
+                                    reward_samples=reward_samples, **sizes).to(self.device)
+        # the L2 term's gradient l2_weight·θ is Adam's weight_decay (added to the gradient before
+        # the moments: the reference's L2 loss, not AdamW's decoupled decay)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=l2_weight, fused=True)
+        self.generator = torch.Generator(self.device).manual_seed(seed + 2)
         self.full_batch, self.l2_weight = full_batch, l2_weight
         self.updates = 0
 
     def update(self, batch) -> dict:
-        obs, action, reward, next_obs, done = batch
+        obs, action, reward, next_obs, done = to_device(batch, self.device)
         loss, parts = self.model.loss(obs, action, reward, next_obs, done, self.generator,
-                                      l2_weight=self.l2_weight, full_batch=self.full_batch)
+                                      l2_weight=self.l2_weight, full_batch=self.full_batch,
+                                      l2_in_graph=False)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -164,10 +268,13 @@ class WorldModelLearner:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "updates": self.updates}
+                "generator": self.generator.get_state(), "generator_device": self.generator.device.type,
+                "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        self.generator.set_state(state["generator"])
+        for group in self.opt.param_groups:  # older checkpoints kept the L2 term in the loss
+            group["weight_decay"] = self.l2_weight
+        load_generator_state(self.generator, state["generator"], state.get("generator_device", "cpu"))
         self.updates = state["updates"]

@@ -19,7 +19,7 @@ Placeholders in the argv strings: {searl} {pb2} {se} {steve} {o4} (the fixture r
 {missing} (a path that does not exist), {root} (this checkout), and damaged inputs made per
 case (see INPUTS).
 Not here, with issues of their own: optim4rl's --set typing and --out-dir / --overwrite
-handling (issue 18), steve's --resume with changed flags such as --seed (issue 16).
+handling (issue 18).
 """
 from __future__ import annotations
 
@@ -451,6 +451,19 @@ CASES = [
     bad(VT, "resume-other-papers-run", f"{PENDULUM} --resume --out-dir {{searl}}", "no backup"),
     bad(VT, "resume-truncated-backup", f"{PENDULUM} --resume --out-dir {{damaged_steve}}",
         "cannot read checkpoint", "backup.pt"),
+    bad(VT, "backup-every-0", f"{PENDULUM} --backup-every 0 --out-dir {{new}}", "--backup-every"),
+    bad(VT, "set-unknown-key", f"{PENDULUM} --set policy_config.hiden_dim=3 --out-dir {{new}}", "hiden_dim"),
+    bad(VT, "set-not-a-number", f"{PENDULUM} --set policy_config.batch_size=abc --out-dir {{new}}", "number"),
+    bad(VT, "set-nan-rate", f"{PENDULUM} --set policy_config.learning_rate=.nan --out-dir {{new}}",
+        "learning_rate"),
+    bad(VT, "set-without-equals", f"{PENDULUM} --set policy_config --out-dir {{new}}", "KEY=VALUE"),
+    bad(VT, "env-discrete", f"{PENDULUM} --env CartPole-v1 --out-dir {{new}}", "continuous"),
+    bad(VT, "env-unknown", f"{PENDULUM} --env Pendulum-v9 --out-dir {{new}}", "Pendulum-v9"),
+    bad(VT, "two-configs", f"{PENDULUM} --config experiments/goodruns/pendulum/steve0.json --out-dir {{new}}",
+        "once"),
+    bad(VT, "resume-other-seed", f"{PENDULUM} --smoke --resume --seed 99 --out-dir {{steve}}", "--seed 99"),
+    bad(VT, "resume-other-config", f"{PENDULUM} --smoke --resume --set policy_config.batch_size=64 "
+        "--out-dir {steve}", "policy_config.batch_size"),
     # steve/toy_demo.py ----------------------------------------------------------------------------
     bad(VTOY, "trials-0", "--trials 0 --out-dir {steve}", "--trials"),
     bad(VTOY, "trials-negative", "--trials -1 --out-dir {new}", "--trials"),

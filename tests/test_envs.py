@@ -128,3 +128,28 @@ def test_async_vector_env_matches_sync():
 def test_check_env_id_accepts_registered_ids():
     check_env_id("Pendulum-v1")
     check_env_id("ALE/Breakout-v5")
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Pendulum-v1"])
+def test_an_episode_in_progress_continues_exactly_after_restore(env_id):
+    """env_state / restore_env_state: steve's backups continue mid-episode, across resets."""
+    from common.envs import env_state, restore_env_state
+
+    env = make_env(env_id, seed=3, max_episode_steps=400)
+    env.reset()
+    for _ in range(57):
+        env.step(env.action_space.sample())
+    copy = make_env(env_id, seed=3, max_episode_steps=400)
+    restore_env_state(copy, env_state(env))
+    actions = np.random.default_rng(0).uniform(-1, 1, (900, *env.action_space.shape)).astype(np.float32)
+    traces = []
+    for e in (env, copy):
+        trace = []
+        for action in actions:
+            obs, reward, terminated, truncated, _ = e.step(action)
+            trace.append(np.append(obs, [reward, terminated, truncated]))
+            if terminated or truncated:
+                trace.append(e.reset()[0])
+        traces.append(trace)
+    assert len(traces[0]) == len(traces[1]) > 900   # at least one reset on the way
+    assert all(np.array_equal(a, b) for a, b in zip(*traces))

@@ -89,3 +89,44 @@ def test_networks_plug_into_the_steve_target():
     assert result.target.shape == (B,) and torch.isfinite(result.target).all()
     np.testing.assert_allclose(result.weights.sum(0).numpy(), 1.0, rtol=1e-5)
     assert policy(torch.randn(B, S)).abs().max() <= 1.0
+
+
+def test_subsets_no_grad_and_frozen_paths_are_the_same_members():
+    torch.manual_seed(4)
+    net = EnsembleMLP(4, 5, 3, hidden_dim=16, hidden_layers=2)
+    x = torch.randn(9, 5, requires_grad=True)
+    subset = torch.tensor([2, 0])
+    with torch.no_grad():                                # the target's member-by-member path
+        no_grad = net(x, subset)
+    assert no_grad.shape == (2, 9, 3)
+    for i, e in enumerate(subset.tolist()):
+        torch.testing.assert_close(no_grad[i], reference_member(net, e, x))
+        torch.testing.assert_close(net(x.expand(2, 9, 5), subset)[i], reference_member(net, e, x))
+    pick = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1, 1])    # positions in the subset
+    routed = net.routed(x, pick, subset)
+    for b in range(9):
+        torch.testing.assert_close(routed[b], reference_member(net, int(subset[pick[b]]), x[b:b + 1])[0])
+    net(x, frozen=True).sum().backward()                 # frozen: the gradient reaches x only
+    assert x.grad is not None and all(p.grad is None for p in net.parameters())
+
+
+def test_l2_through_adam_weight_decay_equals_the_l2_loss_gradient():
+    """The learner adds l2_weight·θ to the gradient (Adam's weight_decay) instead of
+    differentiating ½‖θ‖²: the same step."""
+    from steve.valuerl import WorldModelLearner
+
+    kw = dict(seed=0, l2_weight=0.05, transition_hidden=8, transition_layers=1, aux_hidden=8, aux_layers=1)
+    learner, plain = WorldModelLearner(3, 2, 2, 2, **kw), WorldModelLearner(3, 2, 2, 2, **kw)
+    opt = torch.optim.Adam(plain.model.parameters(), lr=3e-4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        batch = (torch.randn(8, 3, generator=g), torch.randn(8, 2, generator=g), torch.randn(8, generator=g),
+                 torch.randn(8, 3, generator=g), torch.zeros(8))
+        info = learner.update(batch)
+        total, _ = plain.model.loss(*batch, plain.generator, l2_weight=0.05)   # L2 in the graph
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        assert info["worldmodel_loss"] == pytest.approx(total.item(), rel=1e-5)
+    for a, b in zip(learner.model.parameters(), plain.model.parameters()):
+        torch.testing.assert_close(a, b)
