@@ -98,6 +98,8 @@ def run_label(config: dict, with_env: bool = False) -> str:
     std = corrupt_std(config)
     if std > 0:
         label += f", corrupted model (std {std})"
+    if (config.get("_run") or {}).get("layout") == "speedrun":
+        label += ", speedrun"
     return label + (f" on {config['env']['name']}" if with_env else "")
 
 
@@ -141,7 +143,9 @@ def figure_compare(run_dirs) -> plt.Figure:
     fig, axes = plt.subplots(1, 2 if steve else 1, figsize=(11 if steve else 6, 4), squeeze=False)
     axes = axes[0]
     for key, runs in sorted(groups.items()):
-        grid = np.unique(np.concatenate([r["env_steps"] for r in runs]))
+        # the frames every run of the group reached: no run is extended past its last evaluation
+        last = min(r["env_steps"].max() for r in runs)
+        grid = np.unique(np.concatenate([r["env_steps"][r["env_steps"] <= last] for r in runs]))
         scores = np.array([np.interp(grid, r["env_steps"], r["score"]) for r in runs])
         line, = axes[0].plot(grid, scores.mean(0), label=f"{key} {_seeds(len(runs))}")
         axes[0].fill_between(grid, scores.min(0), scores.max(0), color=line.get_color(), alpha=0.2)

@@ -244,7 +244,7 @@ def learn(run: Run, logs: dict) -> dict:
     cfg, info = run.cfg, {}
     policy, model = cfg["policy_config"], cfg.get("model_config")
     if run.concurrent:
-        return learn_alongside_world_process(run, logs)
+        return learn_from_learner_processes(run, logs)
     if run.world is not None and not run.pretrained and run.frames >= model["frames_before_learning"]:
         pretrain_n = model["pretrain_n"] or 0   # the speedrun configs say false
         for _ in range(pretrain_n):
@@ -293,7 +293,7 @@ def value_step(run: Run, logs: dict) -> dict:
     return info
 
 
-def learn_alongside_world_process(run: Run, logs: dict) -> dict:
+def learn_from_learner_processes(run: Run, logs: dict) -> dict:
     """The speedrun layout: both learners train freely in their own processes; take their newest
     published states (the policy the interactors reload, and what the backups hold)."""
     world = run.concurrent.newest_world()

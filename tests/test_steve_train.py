@@ -79,22 +79,22 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path):
 
 def test_speedrun_trains_both_learners_freely_in_their_own_processes(tmp_path):
     out = tmp_path / "speedy"
-    result = train(PENDULUM.format("steve"), "--smoke", "--speedrun", "--frames", "12000", "--eval-every", "6000",
+    result = train(PENDULUM.format("steve"), "--smoke", "--speedrun", "--frames", "8000", "--eval-every", "4000",
                    "--no-plots", "--out-dir", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["layout"] == "speedrun" and summary["env_steps"] == 12000
+    assert summary["layout"] == "speedrun" and summary["env_steps"] == 8000
     assert summary["updates"] > 0 and summary["world_model_updates"] > 0   # no data ratio holds them
     assert summary["world_model_loads"] >= 1  # weights trained in one process reached the other
     assert summary["learners_ready_s"] > 0 and summary["first_world_weights_s"] is not None
     for name in ("worldmodel.log", "valuerl.log"):   # each written by its learner's process
         logged = [json.loads(line) for line in (out / "log" / name).read_text().splitlines()]
         assert logged and all(entry.get("updates", 1) > 0 for entry in logged)
-    resumed = train(PENDULUM.format("steve"), "--smoke", "--speedrun", "--frames", "12500", "--eval-every", "6000",
+    resumed = train(PENDULUM.format("steve"), "--smoke", "--speedrun", "--frames", "8300", "--eval-every", "4000",
                     "--no-plots", "--out-dir", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     again = json.loads((out / "summary.json").read_text())
-    assert again["env_steps"] == 12500 and again["updates"] >= summary["updates"]  # from the saved learners
+    assert again["env_steps"] == 8300 and again["updates"] >= summary["updates"]  # from the saved learners
 
 
 def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
