@@ -313,6 +313,8 @@ def _typed(key: str, old, new):
             new = float(new)
         except ValueError:
             raise UsageError(f"--set {key}: expects a number, got {new!r}") from None
-    if isinstance(old, int) and isinstance(new, float) and new.is_integer():
+    if isinstance(old, int) and isinstance(new, float):
+        if not new.is_integer():
+            raise UsageError(f"--set {key}: expects a whole number, got {new!r}")
         return int(new)
     return new
