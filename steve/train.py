@@ -317,7 +317,8 @@ def train(run: Run, args, out: Path, budget: dict, envs: list, eval_envs: list, 
     paths = log_paths(out, cfg)
     if saved is not None:   # rows and log lines written after the backup are dropped
         for key, size in saved["logs"].items():
-            if paths[key].exists():
+            learners_own = run.concurrent and key in ("value", "world")   # speedrun: written elsewhere, racing
+            if paths[key].exists() and not learners_own:
                 os.truncate(paths[key], size)
     new = {key: not path.exists() or path.stat().st_size == 0 for key, path in paths.items()}
     files = {key: open(path, "a", newline="") for key, path in paths.items()}
