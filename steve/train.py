@@ -561,6 +561,9 @@ def main(argv=None) -> None:
                  for j in range(evaluators)]
     check_env_matches(cfg, envs[0])
     saved = load_checkpoint(backup_path) if args.resume else None   # a damaged backup: one line, exit 2
+    if saved is not None and not {"envs", "logs", "actor"} <= set(saved):
+        raise UsageError(f"{backup_path} was written by an older steve/train.py (no env or log positions); "
+                         "it cannot continue exactly: start a new run in another --out-dir")
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)

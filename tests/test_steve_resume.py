@@ -5,6 +5,7 @@ counts); --config / --env / --set; and a few hundred frames on CUDA where torch 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,15 @@ def test_resume_refuses_another_seed_config_or_setting(tmp_path):
     one_line = train(*base, "--seed", "99")   # and through the script: one line, exit 2
     assert one_line.returncode == 2 and one_line.stderr.count("\n") == 1, one_line.stderr
     assert files(out) == before
+    old = tmp_path / "old"   # a backup from before the env and log positions were saved
+    shutil.copytree(out, old)
+    state = torch.load(old / "checkpoints" / "backup.pt", weights_only=False)
+    torch.save({k: v for k, v in state.items() if k not in ("envs", "logs", "actor")},
+               old / "checkpoints" / "backup.pt")
+    kept = files(old)
+    with pytest.raises(UsageError, match="older steve/train.py"):
+        main([PENDULUM.format("ddpg"), "--smoke", "--resume", "--out-dir", str(old)])
+    assert files(old) == kept
     longer = train(*base, "--frames", "600", "--no-plots")   # the budget may grow
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["seed"] == 6
