@@ -208,11 +208,15 @@ def choose_actions(run: Run, obs: np.ndarray, budget: dict) -> np.ndarray:
     policy (reloaded from the learner every reload_every_n frames) with exploration noise."""
     if run.frames < budget["random_frames"]:
         return run.rng.uniform(-1, 1, (len(obs), run.cfg["env"]["action_dim"]))
-    if run.frames - run.actor_frame >= run.cfg["agent_config"]["reload_every_n"]:
-        run.actor.load_state_dict(run.value.policy.state_dict())
-        run.actor_frame = run.frames
+    reload_every = run.cfg["agent_config"]["reload_every_n"]
+    actor = run.value.policy   # reloaded at every step anyway: act with the learner's weights, no copy
+    if reload_every > len(obs):
+        if run.frames - run.actor_frame >= reload_every:
+            run.actor.load_state_dict(run.value.policy.state_dict())
+            run.actor_frame = run.frames
+        actor = run.actor
     with torch.no_grad():
-        pre = run.actor.pre_tanh(torch.as_tensor(obs, device=run.device)).cpu().numpy()
+        pre = actor.pre_tanh(torch.as_tensor(obs, device=run.device)).cpu().numpy()
     return explore(pre, run.cfg["policy_config"]["exploration"], run.rng)
 
 
