@@ -5,10 +5,13 @@ curves, return histograms; with other agent types for transfer and varied hyperp
     python synthetic_envs/evaluate.py RUN_DIR                         # 100 agents of the run's type
     python synthetic_envs/evaluate.py RUN_DIR --agents ql,sarsa --intrinsic --vary-hp
 
-Writes RUN_DIR/evaluation.json (or --name) and the figures. An agent "solves" when its greedy
-10-episode test mean on the real env reaches the env's threshold; tests run after every training
-episode (every --check-every), and steps_to_solve counts the real *training* steps before it
-(test episodes are counted apart). An SE costs 0 real training steps.
+Writes RUN_DIR/evaluation.json (or --name) and the figures. The protocol is the original's
+comparison scripts': every agent trains its whole episode budget (no early stop) with a greedy
+test on the real env after every training episode; it is "solved" when the mean of its last 10
+tests is at or above the env's threshold, and its steps to solve are the real *training* steps
+until that mean first reached the threshold (test episodes are counted apart). `--early-stop`
+instead stops each agent as soon as the rule holds (what NES does). An SE costs 0 real training
+steps: its agents are solved when their final real test reaches the threshold.
 """
 from __future__ import annotations
 
@@ -46,8 +49,13 @@ def parse_args(argv):
     parser.add_argument("--vary-hp", action="store_true", help="sample each agent's hyperparameters")
     parser.add_argument("--intrinsic", action="store_true",
                         help="also train the mode -1 baseline (count-based bonus / ICM) on the real env")
-    parser.add_argument("--test-episodes", type=int, default=10, help="greedy episodes per test (default: 10)")
+    parser.add_argument("--test-episodes", type=int, default=0,
+                        help="greedy episodes per test (default: the run's inner.test_episodes)")
     parser.add_argument("--check-every", type=int, default=1, help="test every N training episodes (default: 1)")
+    parser.add_argument("--solved-window", type=int, default=10,
+                        help="solved = mean of the last N tests at or above the threshold (default: 10)")
+    parser.add_argument("--early-stop", action="store_true",
+                        help="stop each agent once it is solved (default: train the whole budget, as the original)")
     parser.add_argument("--max-episodes", type=int, default=0,
                         help="training episodes per agent (default: the agent's; 500 for tabular agents)")
     parser.add_argument("--seed", type=int, default=1000, help="evaluation seed (default: 1000)")
@@ -92,12 +100,22 @@ def train_one(job: dict) -> dict:
         module.load_state_dict(proxy["state_dict"])
         return module
 
+    settings = job["settings"]
     result, hp = inner.train_fresh_agent(
-        job["config"]["env"], job["agent"], job["hp"], seed, job["vary_hp"], job["settings"],
+        job["config"]["env"], job["agent"], job["hp"], seed, job["vary_hp"], settings,
         hp_overrides=overrides, make_proxy=load_proxy if group == "proxy" else None,
-        kind=proxy["kind"], zero_terminal_potential=proxy["zero_terminal_potential"])
-    return {"seed": seed, "solved": result.solved_at is not None, "steps_to_solve": result.solved_at,
-            "final_return": result.final_return, "real_train_steps": result.real_train_steps,
+        kind=proxy["kind"], zero_terminal_potential=proxy.get("zero_terminal_potential", False),
+        early_stop=job["early_stop"])
+    on_se = group == "proxy" and proxy["kind"] == "se"
+    if on_se or job["early_stop"]:   # SE agents: one real test after training
+        solved, final = result.solved_at is not None, result.final_return
+    else:                            # the original's rule on the last tests of the whole budget
+        final = result.last_tests_mean(settings["solved_window"])
+        # the rule held at the last test, so it first held at some test: solved_at is set
+        solved = final >= env_spec(job["config"]["env"]).threshold and result.solved_at is not None
+    return {"seed": seed, "solved": solved, "steps_to_solve": result.solved_at if solved else None,
+            "first_reached": result.solved_at,
+            "final_return": final, "real_train_steps": result.real_train_steps,
             "real_test_steps": result.real_test_steps, "train_steps": result.train_steps,
             "episodes": result.episodes, "curve": result.curve,
             "hp": {k: v for k, v in hp.items() if isinstance(v, (int, float, bool, str))}}
@@ -122,15 +140,18 @@ def evaluate(run_dir: Path, args) -> dict:
     real_env = make_real_env(config["env"], 0)
     for agent in agents:
         inner.check_agent(agent, real_env)
-    for key in ("n_agents", "test_episodes", "check_every"):
+    for key in ("n_agents", "check_every", "solved_window"):
         if getattr(args, key) <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
-    if args.max_episodes < 0:
-        raise UsageError(f"--max-episodes must be positive, got {args.max_episodes}")
+    for key in ("max_episodes", "test_episodes"):
+        if getattr(args, key) < 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.seed < 0:   # numpy takes no negative seed
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
     groups = [g for g in GROUPS if g != "intrinsic" or args.intrinsic]
-    settings = dict(config["inner"], test_episodes=args.test_episodes, check_every=args.check_every)
+    test_episodes = args.test_episodes or config["inner"]["test_episodes"]
+    settings = dict(config["inner"], test_episodes=test_episodes, check_every=args.check_every,
+                    solved_window=args.solved_window)
     jobs = []
     for a_index, agent in enumerate(agents):
         hp = eval_hp(agent, config, args)
@@ -139,12 +160,14 @@ def evaluate(run_dir: Path, args) -> dict:
                 # the same seeds for every group: agent i starts identically on proxy and real env
                 jobs.append({"seed": seed_for(args.seed, a_index, i) % 2**31, "config": config,
                              "group": group, "agent": agent, "hp": hp, "vary_hp": args.vary_hp,
-                             "proxy": proxy, "settings": settings})
+                             "proxy": proxy, "settings": settings, "early_stop": args.early_stop})
     with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
         results = pool.map(train_one, jobs)
     report = {"run_dir": str(run_dir), "kind": config["kind"], "env": config["env"],
               "mode": config["mode"], "threshold": env_spec(config["env"]).threshold,
-              "vary_hp": args.vary_hp, "seed": args.seed, "test_episodes": args.test_episodes,
+              "vary_hp": args.vary_hp, "seed": args.seed, "test_episodes": test_episodes,
+              "protocol": "early stop" if args.early_stop else "whole budget (the original's)",
+              "solved_window": args.solved_window,
               "agents": agents, "groups": {}}
     for agent in agents:
         report["groups"][agent] = {}

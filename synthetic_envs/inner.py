@@ -61,9 +61,13 @@ class InnerResult:
     real_train_steps: int = 0     # real env steps of training (0 on an SE)
     real_test_steps: int = 0      # real env steps of greedy test episodes
     episodes: int = 0
-    solved_at: int | None = None  # real_train_steps when the test mean first reached the threshold
+    solved_at: int | None = None  # real_train_steps when the solved rule first held
     final_return: float = float("nan")  # mean real return of the final test
     curve: list = field(default_factory=list)  # (train_steps, real_train_steps, test return)
+
+    def last_tests_mean(self, window: int) -> float:
+        """Mean of the last `window` test returns of the curve (the original's solved quantity)."""
+        return float(np.mean([score for _, _, score in self.curve[-window:]])) if self.curve else float("nan")
 
     @property
     def real_steps(self) -> int:
@@ -115,22 +119,35 @@ def test_agent(agent, real_env, episodes: int, repeat: int = 1) -> tuple[float, 
 
 
 def plateaued(returns: list[float], window: int, rel_diff: float) -> bool:
-    """SE early out: the mean of the last `window` episode returns differs by less than
-    `rel_diff` (relative) from the mean of the `window` before."""
+    """SE early out (the original's `env_solved` on a virtual env): the mean of the last `window`
+    episode returns differs by less than `rel_diff` (relative) from the mean of the `window` before
+    (fewer at the start, as the original's AverageMeter takes what there is)."""
     last = float(np.mean(returns[-window:]))
-    before = float(np.mean(returns[-2 * window:-window]))
-    return abs(last - before) / abs(before + 1e-9) < rel_diff
+    before = returns[-2 * window:-window]
+    before = float(np.mean(before)) if before else 0.0
+    return abs(last - before) / (abs(before) + 1e-9) < rel_diff
 
 
-def train_agent(agent, train_env, real_env, hp: dict, settings: dict, on_se: bool) -> InnerResult:
-    """Train `agent` on `train_env` for up to hp["max_episodes"] episodes with the reference's
-    early outs: on an SE, when its training return plateaus; otherwise (real env or RN), when the
-    greedy test mean on `real_env` reaches the threshold (checked every `check_every` episodes).
-    Then a final test on the real env."""
+def windowed_mean_reached(scores: list[float], window: int, threshold: float) -> bool:
+    """The original's solved rule on the real env: the mean of the last `window` test returns
+    (all of them while there are fewer) is at or above the threshold."""
+    return float(np.mean(scores[-window:])) >= threshold
+
+
+def train_agent(agent, train_env, real_env, hp: dict, settings: dict, on_se: bool,
+                early_stop: bool = True) -> InnerResult:
+    """Train `agent` on `train_env` for up to hp["max_episodes"] episodes, as the original's
+    BaseAgent.train: on an SE it stops when its training return plateaus; otherwise (real env or
+    RN) it tests on `real_env` after every `check_every`-th episode and, with `early_stop`, stops
+    once the mean of the last `early_out_num` tests reaches the threshold (checked from episode
+    `init_episodes` on). Without `early_stop` it trains the whole budget (the original's
+    comparison scripts) and `solved_at` still records when the rule first held. Then a final
+    test on the real env."""
     result = InnerResult()
     encode = _encoder(agent, train_env)
-    returns = []
+    returns, scores = [], []
     window, check_every = settings["early_out_num"], settings["check_every"]
+    solved_window = settings.get("solved_window", window)  # evaluate.py may set its own
     repeat = hp.get("same_action_num", 1)
     for episode in range(hp["max_episodes"]):
         ret, steps = run_episode(agent, train_env, encode, explore=True, repeat=repeat)
@@ -139,19 +156,21 @@ def train_agent(agent, train_env, real_env, hp: dict, settings: dict, on_se: boo
         result.train_steps += steps
         result.real_train_steps += 0 if on_se else steps
         result.episodes += 1
-        if episode <= hp["init_episodes"] or episode % check_every:
-            continue
         if on_se:
-            if episode > hp["init_episodes"] + window and len(returns) >= 2 * window \
-                    and plateaued(returns, window, settings["se_plateau"]):
+            if episode >= hp["init_episodes"] + window and plateaued(returns, window, settings["se_plateau"]):
                 break
+            continue
+        if episode % check_every:
             continue
         score, test_steps = test_agent(agent, real_env, settings["test_episodes"], repeat)
         result.real_test_steps += test_steps
         result.curve.append((result.train_steps, result.real_train_steps, score))
-        if score >= settings["threshold"]:
+        scores.append(score)
+        if result.solved_at is None and episode >= hp["init_episodes"] \
+                and windowed_mean_reached(scores, solved_window, settings["threshold"]):
             result.solved_at = result.real_train_steps
-            break
+            if early_stop:
+                break
     result.final_return, test_steps = test_agent(agent, real_env, settings["test_episodes"], repeat)
     result.real_test_steps += test_steps
     if on_se:
@@ -173,7 +192,8 @@ def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: f
 
 def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool, settings: dict,
                       hp_overrides: dict | None = None, make_proxy=None, kind: str = "rn",
-                      zero_terminal_potential: bool = True) -> tuple[InnerResult, dict]:
+                      zero_terminal_potential: bool = False,
+                      early_stop: bool = True) -> tuple[InnerResult, dict]:
     """One fresh agent (hyperparameters varied when `vary`, then `hp_overrides` applied) trained on
     the real env, or on the proxy `make_proxy(real_env)` returns, and tested on a second real env
     seeded seed + 100. Used by NES (every score) and by evaluate.py (every agent)."""
@@ -188,7 +208,7 @@ def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool
         train_env = as_env(kind, make_proxy(real_env), real_env, spec.max_steps, hp["gamma"],
                            zero_terminal_potential)
     result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=spec.threshold),
-                         on_se=make_proxy is not None and kind == "se")
+                         on_se=make_proxy is not None and kind == "se", early_stop=early_stop)
     real_env.close()
     test_env.close()
     return result, hp

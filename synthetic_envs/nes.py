@@ -63,7 +63,7 @@ def score_proxy(setup: dict, psi: np.ndarray, seed: int) -> tuple[float, inner.I
 
 
 def score_many(setup: dict, psi: np.ndarray, seeds: list[int]) -> tuple[float, int, int]:
-    """num_grad_evals agents on one proxy: (combined score, real steps, of which test steps)."""
+    """Agents on one proxy, one per seed: (combined score, real steps, of which test steps)."""
     scores, real, test = [], 0, 0
     for seed in seeds:
         score, result = score_proxy(setup, psi, seed)
@@ -209,7 +209,8 @@ def worker_tasks(state: NESState, setup: dict, seed: int) -> list[WorkerTask]:
     tasks = []
     k = setup["num_grad_evals"]
     for worker in range(setup["num_workers"]):
-        seeds = tuple([seed_for(seed, state.iteration, worker, which, j) % 2**31 for j in range(k)]
+        # the current proxy by one agent, each of ψ ± ε by num_grad_evals (GTN_worker.run)
+        seeds = tuple([seed_for(seed, state.iteration, worker, which, j) % 2**31 for j in range(k if which else 1)]
                       for which in range(3))
         tasks.append(WorkerTask(setup, state.psi, seed_for(seed, state.iteration, worker, 99), seeds))
     return tasks

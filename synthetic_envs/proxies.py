@@ -154,12 +154,15 @@ def shaped_reward(mode: int, reward: float, gamma: float, phi_state: float, phi_
 
 
 class RewardEnv:
-    """The real env with the RN's reward. Every step is a real env step. The potential of a
-    terminal next state is 0 (Ng et al. 1999: only then does potential shaping provably keep
-    the optimal policy of an episodic task; the reference does not special-case it).
-    On discrete states, Φ is cached per (state, info) since the RN is fixed during training."""
+    """The real env with the RN's reward. Every step is a real env step. Terminal next states
+    get their potential like any other state, as in the original (reward_env.py): that is what
+    lets an exclusive potential RN (mode 1) tell the goal from the cliff. With
+    `zero_terminal_potential` the potential of a terminal s' is 0 instead (Ng et al. 1999: only
+    then does potential shaping provably keep the optimal policy of an episodic task, and mode 1
+    then gives every policy the return −Φ(s₀)). On discrete states, Φ is cached per
+    (state, info) since the RN is fixed during training."""
 
-    def __init__(self, net: RewardNet, real_env, gamma: float, zero_terminal_potential: bool = True):
+    def __init__(self, net: RewardNet, real_env, gamma: float, zero_terminal_potential: bool = False):
         self.net, self.real_env, self.gamma = net, real_env, gamma
         self.mode = net.mode
         self.observation_space, self.action_space = real_env.observation_space, real_env.action_space
@@ -219,7 +222,7 @@ def build_proxy(kind: str, real_env, proxy_cfg: dict, mode: int, info_dim: int) 
 
 
 def as_env(kind: str, proxy: nn.Module, real_env, max_steps: int, gamma: float,
-           zero_terminal_potential: bool = True):
+           zero_terminal_potential: bool = False):
     """The env an inner agent trains on: the SE itself, or the real env behind the RN."""
     if kind == "se":
         return SyntheticEnv(proxy, real_env, max_steps)

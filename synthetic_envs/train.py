@@ -58,7 +58,7 @@ DEFAULTS = {
     "weight_decay": 0.0,
     "quit_when_solved": True,  # SE: stop once the current proxy solves the env
     "unsolved_weight": 100.0,  # RN objective: penalty per return point below the threshold
-    "zero_terminal_potential": True,  # Φ(terminal s') = 0 in the potential modes
+    "zero_terminal_potential": False,  # True: Φ(terminal s') = 0 in the potential modes
     "proxy": {"hidden_size": 32, "hidden_layer": 1, "activation": "prelu"},
     "inner": {"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01},
     "agent_hp": {},            # the inner agent's hyperparameters (default: its tuned ones)
@@ -76,7 +76,7 @@ RANGES = {
     "unsolved_weight": NON_NEGATIVE, "seed": NON_NEGATIVE,
     "proxy.hidden_size": AT_LEAST_ONE, "proxy.hidden_layer": NON_NEGATIVE,
     "inner.test_episodes": AT_LEAST_ONE, "inner.check_every": AT_LEAST_ONE,
-    "inner.early_out_num": NON_NEGATIVE, "inner.se_plateau": NON_NEGATIVE,
+    "inner.early_out_num": AT_LEAST_ONE, "inner.se_plateau": NON_NEGATIVE,
     # the inner agents' hyperparameters (the keys an agent has; see inner.agent_hp)
     **{f"agent_hp.{key}": POSITIVE for key in ("lr", "icm_lr", "alpha", "gumbel_softmax_temp")},
     **{f"agent_hp.{key}": AT_LEAST_ONE for key in (

@@ -142,6 +142,75 @@ def test_non_potential_mode_6_and_unzeroed_terminal_potential_change_the_optimal
     assert any(changed(2, seed, zero_terminal=False) > 0 for seed in range(10))
 
 
+def random_net_potential(mode, seed):
+    """Φ over the 48 Cliff states of a freshly initialised reward network."""
+    torch.manual_seed(seed)
+    net = RewardNet(mode, 48, 3, 32, 1, "prelu")
+    with torch.no_grad():
+        return net(torch.eye(48)).double().numpy()
+
+
+def greedy_return(policy_sets, max_steps=50):
+    """Real return of the greedy policy of value iteration (first optimal action) from the start."""
+    env, total = CliffWalk(), 0.0
+    state = env.reset()[0]
+    for _ in range(max_steps):
+        state, reward, terminated, truncated, _ = env.step(min(policy_sets[state]))
+        total += reward
+        if terminated or truncated:
+            break
+    return total
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mode_1_with_zero_terminal_potential_makes_every_policy_optimal(seed):
+    # Q'*(s, a) = −Φ(s) for every action: the shaped return of any episode is −Φ(s0), so no RN
+    # can encode the task (the reason the original's terminal handling is the default)
+    nxt, reward, terminal, non_terminal = cliff_tables()
+    phi = random_net_potential(1, seed)
+    shaped = optimal_action_sets(shaped_table(1, phi, nxt, reward, terminal, zero_terminal=True), nxt, terminal)
+    assert all(shaped[s] == {0, 1, 2, 3} for s in non_terminal)
+
+
+def test_mode_1_with_the_originals_terminal_handling_can_encode_the_cliff():
+    # a real mode-1 reward network, set by hand: Φ = +100 on the goal, −100 on the cliff, 0 elsewhere
+    nxt, reward, terminal, non_terminal = cliff_tables()
+    net = RewardNet(1, 48, 3, 32, 1, "prelu")
+    first, last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    cliff = CliffWalk().cliff
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        first.weight[0, sorted(cliff)] = 1.0   # hidden unit 0: "in the cliff"
+        first.weight[1, GOAL] = 1.0            # hidden unit 1: "at the goal"
+        last.weight[0, :2] = torch.tensor([-100.0, 100.0])
+        phi = net(torch.eye(48)).double().numpy()
+    assert phi[GOAL] == 100.0 and all(phi[c] == -100.0 for c in cliff) and phi[START] == 0.0
+    original = optimal_action_sets(shaped_table(1, phi, nxt, reward, terminal, zero_terminal=False), nxt, terminal)
+    assert greedy_return(original) == -12.0   # the optimum: 13 moves along the cliff
+    zeroed = optimal_action_sets(shaped_table(1, phi, nxt, reward, terminal, zero_terminal=True), nxt, terminal)
+    assert all(zeroed[s] == {0, 1, 2, 3} for s in non_terminal)  # zero reward everywhere
+    # the env the agent trains on gives the same shaped reward on the step into the goal
+    env = RewardEnv(net, CliffWalk(), gamma=0.8)
+    env.reset()
+    env.real_env.state = env.state = 35
+    assert env.step(DOWN)[1] == pytest.approx(0.8 * 100.0 - phi[35])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_potential_networks_keep_the_optimal_policy_with_zero_terminal_potential(seed):
+    # Ng et al. (1999): with Φ(terminal) = 0, mode 2 keeps the real optimal actions exactly, and
+    # mode 1 (whose optimal set is every action) keeps them among its optimal ones
+    nxt, reward, terminal, non_terminal = cliff_tables()
+    real = optimal_action_sets(reward, nxt, terminal)
+    for mode in (1, 2):
+        phi = random_net_potential(mode, seed)
+        shaped = optimal_action_sets(shaped_table(mode, phi, nxt, reward, terminal), nxt, terminal)
+        if mode == 2:
+            assert [shaped[s] for s in non_terminal] == [real[s] for s in non_terminal]
+        assert all(real[s] <= shaped[s] for s in non_terminal)
+
+
 def test_reward_env_gives_r_plus_gamma_phi_next_minus_phi_with_zero_terminal_potential():
     torch.manual_seed(0)
     net = RewardNet(2, 48, 3, 32, 1, "prelu")
@@ -252,7 +321,9 @@ def test_worker_tasks_give_every_worker_its_own_noise_and_agents():
     noises = [nes.noise(t.noise_seed, 5000, 0.1) for t in tasks]
     assert max(abs(np.corrcoef(noises[i], noises[j])[0, 1]) for i in range(6) for j in range(i)) < 0.1
     agent_seeds = [s for t in tasks for group in t.agent_seeds for s in group]
-    assert len(agent_seeds) == 6 * 3 * 2 and len(set(agent_seeds)) == len(agent_seeds)
+    # the current proxy is scored by one agent, each of ψ ± ε by num_grad_evals (the original)
+    assert all([len(group) for group in t.agent_seeds] == [1, 2, 2] for t in tasks)
+    assert len(agent_seeds) == 6 * 5 and len(set(agent_seeds)) == len(agent_seeds)
     # the next iteration draws new noise; the same iteration and seed the same noise
     later = nes.worker_tasks(nes.NESState(psi=PSI0.copy(), iteration=1), setup, seed=7)
     assert not {t.noise_seed for t in later} & {t.noise_seed for t in tasks}
@@ -477,7 +548,7 @@ def eval_setup():
             "agent_hp": dict(TABULAR_HP["ql"], **EVAL_OVERRIDES),
             "proxy": {"hidden_size": 32, "hidden_layer": 1, "activation": "prelu"},
             "inner": {"test_episodes": 10, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01},
-            "unsolved_weight": 100.0, "zero_terminal_potential": True}
+            "unsolved_weight": 100.0, "zero_terminal_potential": False}
 
 
 def steps_to_solve(result):
