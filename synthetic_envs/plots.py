@@ -2,7 +2,11 @@
 success percentage and return histograms of agents trained on the proxy vs the real env, and
 the Cliff reward network's Φ over the grid (the paper's Figs. 2-5 and 10).
 
-    python synthetic_envs/plots.py RUN_DIR
+    python synthetic_envs/plots.py RUN_DIR                          # the run's own figures
+    python synthetic_envs/plots.py RUN_M1 RUN_M2 RUN_M5 RUN_M6 --modes  # Fig. 5, one plot
+    python synthetic_envs/plots.py RUN_DIR --reward-grid            # Fig. 10 (Cliff RN)
+    python synthetic_envs/plots.py RUN_DIR --visitation             # Fig. 17 (Cliff RN)
+    python synthetic_envs/plots.py RUN_DIR --histograms --name evaluation,transfer   # Figs. 3-4
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch  # noqa: E402
 if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cli import UsageError  # noqa: E402
 from common.runs import load_checkpoint  # noqa: E402
 
 COLORS = {"proxy": "tab:blue", "baseline": "tab:gray", "intrinsic": "tab:orange"}
@@ -88,7 +93,7 @@ def plot_cliff_heatmap(run_dir: Path) -> Path | None:
         ax.text(col, 3.35, label, ha="center", va="top", fontsize=9, weight="bold")
     ax.add_patch(plt.Rectangle((0.5, 2.5), 10, 1, fill=False, hatch="//", edgecolor="red", lw=1.2))
     ax.set(xticks=[], yticks=[], title=f"Cliff reward network Φ(s), mode {saved_mode} (hatched: cliff; "
-           "in modes 1-4 the cliff and goal cells are terminal: their Φ is not used)")
+           "the cliff and goal cells are terminal)")
     fig.colorbar(image, ax=ax, fraction=0.025)
     fig.tight_layout()
     path = run_dir / "phi_heatmap.png"
@@ -168,12 +173,56 @@ def plot_run(run_dir) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="synthetic_envs/plots.py", description=__doc__)
-    parser.add_argument("run_dir")
+    from common.cli import ArgumentParser
+    from synthetic_envs import figures
+
+    parser = ArgumentParser(prog="synthetic_envs/plots.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s) of synthetic_envs/train.py")
+    figure = parser.add_mutually_exclusive_group()
+    figure.add_argument("--modes", action="store_true",
+                        help="Fig. 5: the RN modes of the given runs against the baselines, one plot")
+    figure.add_argument("--reward-grid", action="store_true", help="Fig. 10: a Cliff RN's reward per (state, action)")
+    figure.add_argument("--visitation", action="store_true",
+                        help="Fig. 17: Cliff state visitation of agents trained with and without the RN")
+    figure.add_argument("--histograms", action="store_true",
+                        help="Figs. 3-4: real-return histograms, proxy vs real env, per agent type")
+    parser.add_argument("--out", default="", help="output PNG (default: in the (first) run folder)")
+    parser.add_argument("--name", default="evaluation",
+                        help="evaluation name(s), comma-separated for --histograms (default: evaluation)")
+    parser.add_argument("--max-steps", type=int, default=3000, help="--modes: x-axis end in real steps (default: 3000)")
+    parser.add_argument("--n-agents", type=int, default=10, help="--visitation: agents per group (default: 10)")
+    parser.add_argument("--episodes", type=int, default=100, help="--visitation: training episodes (default: 100)")
     args = parser.parse_args(argv)
-    for path in plot_run(args.run_dir):
+    dirs = [Path(d) for d in args.run_dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(f"no run folder at {d}")
+    for key in ("max_steps", "n_agents", "episodes"):
+        if getattr(args, key) <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    single = args.reward_grid or args.visitation
+    if single and len(dirs) != 1:
+        raise UsageError("--reward-grid and --visitation take one run folder")
+    out = Path(args.out) if args.out else None
+    if args.modes:
+        paths = [figures.plot_mode_comparison(dirs, out or dirs[0] / "modes.png", args.max_steps, args.name)]
+    elif args.reward_grid:
+        paths = [figures.plot_reward_grid(dirs[0], out or dirs[0] / "reward_grid.png")]
+    elif args.visitation:
+        paths = [figures.plot_visitation(dirs[0], out or dirs[0] / "visitation.png", args.n_agents, args.episodes)]
+    elif args.histograms:
+        names = [n for n in args.name.split(",") if n]
+        paths = [figures.plot_histograms(dirs, out or dirs[0] / "histograms.png", names)]
+    else:
+        if len(dirs) != 1:
+            raise UsageError("the run's own figures take one run folder (several: --modes or --histograms)")
+        paths = plot_run(dirs[0])
+    for path in paths:
         print(path)
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main, prog="synthetic_envs/plots.py")

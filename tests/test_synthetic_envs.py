@@ -815,3 +815,77 @@ def test_a_run_whose_proxy_goes_non_finite_stops_with_one_line(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and "ψ" in summary["non_finite"]
     assert summary["best_return"] is None or np.isfinite(summary["best_return"])
+
+
+# -- 12. the original's evaluation protocol and the paper's figures ---------------------------------
+def test_windowed_solved_rule_takes_the_tests_there_are_then_the_last_ten():
+    assert inner.windowed_mean_reached([-12.0], 10, -20.0)            # one test: its own mean
+    assert not inner.windowed_mean_reached([-100.0] * 9 + [-12.0], 10, -20.0)
+    assert inner.windowed_mean_reached([-100.0] * 5 + [-12.0] * 10, 10, -20.0)
+    assert not inner.windowed_mean_reached([-12.0] * 9 + [-100.0], 10, -20.0)  # mean -20.8
+
+
+def plain_cliff_agent(seed, early_stop, episodes=500):
+    hp = dict(TABULAR_HP["ql"], **dict(EVAL_OVERRIDES, max_episodes=episodes))
+    settings = {"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01,
+                "threshold": -20.0}
+    real, test = make_real_env("cliff", seed), make_real_env("cliff", seed + 100)
+    return inner.train_agent(inner.make_agent("ql", real, hp, seed), real, test, hp, settings,
+                             on_se=False, early_stop=early_stop)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_whole_budget_training_records_when_the_rule_first_held(seed):
+    whole, stopped = plain_cliff_agent(seed, early_stop=False), plain_cliff_agent(seed, early_stop=True)
+    assert whole.episodes == 500 and len(whole.curve) == 500   # a test after every episode, the first too
+    assert stopped.episodes < 500 and stopped.solved_at == whole.solved_at is not None
+    scores = [c[2] for c in whole.curve]
+    first = next(i for i in range(500) if np.mean(scores[max(0, i - 9):i + 1]) >= -20.0)
+    assert whole.solved_at == whole.curve[first][1] and stopped.episodes == first + 1
+    assert whole.last_tests_mean(10) == pytest.approx(np.mean(scores[-10:]))
+
+
+def test_cliff_reward_table_is_the_shaped_reward_of_every_state_action(tmp_path):
+    from synthetic_envs import figures
+    torch.manual_seed(0)
+    net = RewardNet(2, 48, 3, 32, 1, "prelu")
+    with torch.no_grad():
+        phi = net(torch.eye(48)).double().numpy()
+    env = RewardEnv(net, CliffWalk(), gamma=0.8)
+    table = figures.cliff_reward_table(env)
+    nxt, reward, terminal, _ = cliff_tables()
+    assert np.allclose(table, reward + 0.8 * phi[nxt] - phi[:, None], atol=1e-5)  # terminal s' keep Φ
+
+
+@pytest.mark.slow
+def test_paper_figures_from_a_smoke_run(smoke_runs, tmp_path):
+    import shutil
+    run = tmp_path / "A"
+    shutil.copytree(smoke_runs[0]["A"], run)
+    result = run_evaluate(str(run), "--n-agents", "3", "--max-episodes", "30", "--intrinsic", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["protocol"] == "whole budget (the original's)" and report["test_episodes"] == 1
+    for member in report["groups"]["ql"]["baseline"]["agents"]:
+        assert member["episodes"] == 30 and len(member["curve"]) == 30
+        assert member["final_return"] == pytest.approx(np.mean([c[2] for c in member["curve"][-10:]]))
+        assert member["solved"] == (member["final_return"] >= -20.0)
+    outputs = {"--modes": "modes.png", "--reward-grid": "reward_grid.png", "--visitation": "visitation.png",
+               "--histograms": "histograms.png"}
+    for flag, name in outputs.items():
+        extra = ["--n-agents", "2", "--episodes", "5"] if flag == "--visitation" else []
+        plot = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(run), flag, *extra],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert plot.returncode == 0, plot.stderr
+        assert (run / name).stat().st_size > 10_000, flag
+    bad = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(tmp_path / "nowhere"),
+                          "--modes"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no run folder" in bad.stderr
+
+
+def test_visitation_counts_every_state_the_training_agents_are_in(smoke_runs):
+    from synthetic_envs import figures
+    counts = figures.visitation(smoke_runs[0]["A"], n_agents=2, episodes=5, seed=0)
+    for label, count in counts.items():
+        assert count[START] >= 5   # every episode starts there
+        assert 5 * 2 <= count.sum() <= 5 * 51   # 5 episodes of 1 to 50 steps, plus the start states
