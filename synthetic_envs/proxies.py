@@ -117,8 +117,8 @@ def check_mode(mode: int) -> None:
 
 class RewardNet(nn.Module):
     """Φ: an MLP on the state (one-hot if discrete), plus the info vector in modes 3/4/7/8; for
-    modes 101/102 a bias-free linear map of the info vector, initialised to zero (the reference
-    uses a bare zero Parameter there, which its NES, perturbing only nn.Linear, never changes)."""
+    modes 101/102 a bias-free linear map w·info with nn.Linear's default initialisation, which
+    NES perturbs (the original's since its commit 8cc23a1; before, a zero Parameter NES never moved)."""
 
     def __init__(self, mode: int, n_state_inputs: int, info_dim: int, hidden_size: int,
                  hidden_layer: int, activation: str):
@@ -131,7 +131,6 @@ class RewardNet(nn.Module):
         self.mode = mode
         if mode in (101, 102):
             self.net = nn.Linear(info_dim, 1, bias=False)
-            nn.init.zeros_(self.net.weight)
         else:
             width = n_state_inputs + (info_dim if mode in INFO_MODES else 0)
             self.net = mlp(width, 1, (hidden_size,) * hidden_layer, activation)

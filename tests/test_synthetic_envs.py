@@ -497,14 +497,17 @@ def test_info_modes_need_an_info_vector(mode):
 
 
 @pytest.mark.parametrize("mode", [101, 102])
-def test_weighted_info_modes_start_at_zero_and_use_w_dot_info(mode):
+def test_weighted_info_modes_start_at_a_default_linear_init_and_use_w_dot_info(mode):
+    torch.manual_seed(0)
     net = RewardNet(mode, 48, 3, 32, 1, "prelu")
-    assert get_flat(net).tolist() == [0.0, 0.0, 0.0]
+    w = get_flat(net)   # nn.Linear's default init, U(-1/sqrt(3), 1/sqrt(3)), no bias; NES perturbs it
+    assert len(w) == 3 and np.all(np.abs(w) <= 3 ** -0.5) and np.ptp(w) > 0
     path = [UP, RIGHT, DOWN]  # a step (-1), then into the cliff (-100)
     env = RewardEnv(net, CliffWalk(), gamma=0.8)
     env.reset()
     rewards = [env.step(a)[1] for a in path]
-    assert rewards == ([0.0, 0.0, 0.0] if mode == 101 else [-1.0, -1.0, -100.0])
+    expected = [w[0], w[0], w[1]] if mode == 101 else [-1.0 + w[0], -1.0 + w[0], -100.0 + w[1]]
+    assert rewards == pytest.approx(expected, abs=1e-6)
     set_flat(net, np.array([1.0, 2.0, 3.0]))  # w = (step, cliff, goal)
     env = RewardEnv(net, CliffWalk(), gamma=0.8)
     env.reset()
