@@ -151,11 +151,12 @@ def plot_reward_grid(run_dir: Path, out: Path) -> Path:
     config, env = load_cliff_rn(run_dir)
     learned = cliff_reward_table(env)
     real = np.array([[env.real_env.transitions[s][a][1] for a in range(4)] for s in range(48)])
-    fig, axes = plt.subplots(2, 1, figsize=(10, 6.6))
+    fig, axes = plt.subplots(3, 1, figsize=(10, 9.6))
     cmap = plt.get_cmap("coolwarm_r")
     for ax, table, title in ((axes[0], real, "real reward r(s, a)"),
                              (axes[1], learned, f"reward the agent sees with the RN, mode {env.mode}: "
-                                                f"{RN_MODES[env.mode]}")):
+                                                f"{RN_MODES[env.mode]}"),
+                             (axes[2], learned - real, "what the RN changes: r'(s, a) − r(s, a) (own colour scale)")):
         bound = np.abs(table).max() or 1.0
         norm = matplotlib.colors.TwoSlopeNorm(0.0, -bound, bound)
         _draw_action_triangles(ax, table, norm, cmap, title)
