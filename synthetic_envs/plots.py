@@ -147,11 +147,15 @@ def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> li
                    title=f"{agent}: learning curves (mean, 25-75%)")
         row[1].set(xlabel="real env training steps", ylabel="agents solved (%)", ylim=(-2, 102),
                    title=f"{agent}: success percentage")
-        row[2].set(xlabel="final real test return", ylabel="agents", title=f"{agent}: final returns")
+        se_note = "; SE agents: their final test" if report["kind"] == "se" else ""
+        row[2].set(xlabel=f"real return (mean of the last {report.get('solved_window', 1)} tests{se_note})", ylabel="agents",
+                   title=f"{agent}: final returns")
         for ax in row:
             ax.legend(fontsize=7)
     hp = ", varied hyperparameters" if report["vary_hp"] else ""
-    fig.suptitle(f"{report['kind'].upper()} on {report['env']}: {len(groups['proxy']['agents'])} fresh agents per group{hp}")
+    protocol = report.get("protocol", "early stop")
+    fig.suptitle(f"{report['kind'].upper()} on {report['env']}: {len(groups['proxy']['agents'])} fresh agents per group"
+                 f"{hp}; {protocol}, solved = mean of the last {report.get('solved_window', 1)} tests ≥ threshold")
     fig.tight_layout()
     path = run_dir / f"{name}.png"
     fig.savefig(path, dpi=100)
