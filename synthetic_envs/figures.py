@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -76,15 +77,17 @@ def plot_mode_comparison(run_dirs: list[Path], out: Path, max_steps: int = 3000,
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for label, members in lines:
         curves = curves_on_steps(members, grid)
-        mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
+        with warnings.catch_warnings():   # before an agent's first test its column is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
         style = "--" if label == agent or "mode −1" in label else "-"
         (line,) = ax.plot(grid, mean, style, label=f"{label} ({len(members)} agents)", lw=1.4)
         ax.fill_between(grid, mean - spread * std, mean + spread * std, color=line.get_color(), alpha=0.12)
     threshold = env_spec(reports[0]["env"]).threshold
     ax.axhline(threshold, color="k", ls=":", lw=1, label=f"solved ({threshold:g})")
     ax.set(xlabel="real env training steps", ylabel="greedy test return (held over each episode)",
-           xlim=(0, max_steps), title=f"{reports[0]['env']}: reward-network modes vs baselines "
-           f"(mean, band ±{spread:g} std; {reports[0].get('protocol', 'early stop')})")
+           xlim=(0, max_steps), title=f"{reports[0]['env']}: reward-network modes vs baselines (mean, band ±{spread:g} std)\n"
+           f"evaluation: {reports[0].get('protocol', 'early stop')}")
     if reports[0]["env"] == "cliff":
         ax.set_ylim(-100, -5)
     ax.legend(fontsize=7, loc="lower right")
