@@ -49,7 +49,7 @@ def parse_args(argv):
     parser.add_argument("--vary-hp", action="store_true", help="sample each agent's hyperparameters")
     parser.add_argument("--intrinsic", action="store_true",
                         help="also train the mode -1 baseline (count-based bonus / ICM) on the real env")
-    parser.add_argument("--test-episodes", type=int, default=0,
+    parser.add_argument("--test-episodes", type=int, default=None,
                         help="greedy episodes per test (default: the run's inner.test_episodes)")
     parser.add_argument("--check-every", type=int, default=1, help="test every N training episodes (default: 1)")
     parser.add_argument("--solved-window", type=int, default=10,
@@ -143,13 +143,14 @@ def evaluate(run_dir: Path, args) -> dict:
     for key in ("n_agents", "check_every", "solved_window"):
         if getattr(args, key) <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
-    for key in ("max_episodes", "test_episodes"):
-        if getattr(args, key) < 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.max_episodes < 0:
+        raise UsageError(f"--max-episodes must be positive, got {args.max_episodes}")
+    if args.test_episodes is not None and args.test_episodes <= 0:
+        raise UsageError(f"--test-episodes must be positive, got {args.test_episodes}")
     if args.seed < 0:   # numpy takes no negative seed
         raise UsageError(f"--seed must be non-negative, got {args.seed}")
     groups = [g for g in GROUPS if g != "intrinsic" or args.intrinsic]
-    test_episodes = args.test_episodes or config["inner"]["test_episodes"]
+    test_episodes = args.test_episodes or config["inner"]["test_episodes"]   # None: the run's
     settings = dict(config["inner"], test_episodes=test_episodes, check_every=args.check_every,
                     solved_window=args.solved_window)
     jobs = []
