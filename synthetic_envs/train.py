@@ -53,7 +53,7 @@ DEFAULTS = {
     "step_size": 0.5,          # α
     "score_transform": 3,      # 0-7, see nes.SCORE_TRANSFORMS
     "estimator": "mirrored",   # mirrored (the reference: keep the better of ±ε) | antithetic
-    "num_grad_evals": 1,       # agents per proxy score
+    "num_grad_evals": 1,       # agents per score of ψ ± ε (ψ itself: one)
     "grad_eval_type": "mean",  # combine them by mean | min
     "weight_decay": 0.0,
     "quit_when_solved": True,  # SE: stop once the current proxy solves the env
