@@ -873,6 +873,14 @@ def test_paper_figures_from_a_smoke_run(smoke_runs, tmp_path):
         assert member["episodes"] == 30 and len(member["curve"]) == 30
         assert member["final_return"] == pytest.approx(np.mean([c[2] for c in member["curve"][-10:]]))
         assert member["solved"] == (member["final_return"] >= -20.0)
+    early = run_evaluate(str(run), "--n-agents", "3", "--max-episodes", "30", "--early-stop", "--name", "es",
+                         "--no-plots")
+    assert early.returncode == 0, early.stderr
+    report = json.loads((run / "es.json").read_text())
+    assert report["protocol"] == "early stop"
+    for member in report["groups"]["ql"]["baseline"]["agents"]:   # stopped where the rule first held
+        assert member["solved"] == (member["first_reached"] is not None)
+        assert member["solved"] or member["episodes"] == 30
     outputs = {"--modes": "modes.png", "--reward-grid": "reward_grid.png", "--visitation": "visitation.png",
                "--histograms": "histograms.png"}
     for flag, name in outputs.items():
