@@ -64,31 +64,19 @@ class QLearning:
 
 
 class Sarsa(QLearning):
-    """On-policy SARSA: Q(s,a) += α (r + γ Q(s',a') (1 − terminated) − Q(s,a)), where a' is the
-    action the agent then takes in s' (chosen here, handed out by the next act())."""
+    """SARSA as the original's agents/SARSA.py: Q(s,a) += α (r + γ Q(s',a') (1 − terminated)
+    − Q(s,a)), where a' is an ε-greedy action drawn at s' for the target only; the action the
+    agent then takes in s' is drawn afresh by act() (a one-sample on-policy target, not the
+    textbook pairing of a' with the next action)."""
 
     name = "sarsa"
-
-    def __init__(self, n_states: int, action_space, hp: dict, seed: int):
-        super().__init__(n_states, action_space, hp, seed)
-        self.next_action = None
-
-    def act(self, state: int, explore: bool) -> int:
-        if explore and self.next_action is not None:
-            action, self.next_action = self.next_action, None
-            return action
-        return super().act(state, explore)
 
     def observe(self, state, action, reward, next_state, terminated, truncated) -> None:
         if self.count_based:
             reward += self.bonus(state, action)
-        self.next_action = None
         future = 0.0
         if not terminated:
-            next_action = super().act(next_state, explore=True)
-            future = self.gamma * self.q[next_state][next_action]
-            if not truncated:
-                self.next_action = next_action
+            future = self.gamma * self.q[next_state][self.act(next_state, explore=True)]
         self.q[state][action] += self.alpha * (reward + future - self.q[state][action])
 
 

@@ -900,3 +900,23 @@ def test_visitation_counts_every_state_the_training_agents_are_in(smoke_runs):
     for label, count in counts.items():
         assert count[START] >= 5   # every episode starts there
         assert 5 * 2 <= count.sum() <= 5 * 51   # 5 episodes of 1 to 50 steps, plus the start states
+
+
+def test_sarsa_target_draws_its_own_next_action_as_the_original():
+    import random
+    from synthetic_envs.tabular import Sarsa
+    from synthetic_envs.envs import CliffWalk as Cliff
+    hp = dict(TABULAR_HP["sarsa"], eps_init=1.0, eps_min=1.0)
+    agent = Sarsa(48, Cliff().action_space, hp, seed=3)
+    values = np.random.default_rng(0).normal(size=(48, 4))
+    agent.q = [row.tolist() for row in values]
+    twin = random.Random()
+    twin.setstate(agent.rng.getstate())
+    twin.random()
+    target_action = twin.randrange(4)          # the ε-greedy a' of the target (ε = 1: uniform)
+    agent.observe(24, UP, -1.0, 12, False, False)
+    assert agent.q[24][UP] == pytest.approx(-1.0 + 0.8 * values[12, target_action])   # α = 1
+    twin.random()
+    assert agent.act(12, explore=True) == twin.randrange(4)   # the next action is a fresh draw
+    agent.observe(25, RIGHT, -100.0, 37, True, False)          # terminal: no bootstrap
+    assert agent.q[25][RIGHT] == -100.0
