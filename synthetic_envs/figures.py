@@ -26,7 +26,7 @@ from common.config import load_config_file  # noqa: E402
 from common.runs import load_checkpoint  # noqa: E402
 from synthetic_envs import inner  # noqa: E402
 from synthetic_envs.envs import CliffWalk, env_spec  # noqa: E402
-from synthetic_envs.proxies import POTENTIAL_MODES, RN_MODES, RewardEnv, build_proxy, shaped_reward  # noqa: E402
+from synthetic_envs.proxies import RN_MODES, RewardEnv, build_proxy  # noqa: E402
 from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_HP  # noqa: E402
 
 # the original's legend words (GTNC_visualize_*_compare_reward_envs.py)
@@ -42,13 +42,14 @@ def load_evaluation(run_dir: Path, name: str = "evaluation") -> dict:
     return json.loads(path.read_text())
 
 
-def curves_on_steps(members: list[dict], grid: np.ndarray) -> np.ndarray:
-    """Each agent's test return held from the real training step of its test until the next one
-    (the original's plots repeat each episode's test return over the episode's steps); after an
-    agent's last test its return is carried forward. NaN before its first test."""
+def curves_on_steps(members: list[dict], grid: np.ndarray, x_column: int = 1) -> np.ndarray:
+    """Each agent's test return held from the step of its test (curve column `x_column`: 0
+    training steps, 1 real training steps) until the next one (the original's plots repeat each
+    episode's test return over the episode's steps); after an agent's last test its return is
+    carried forward. NaN before its first test."""
     out = np.full((len(members), len(grid)), np.nan)
     for i, member in enumerate(members):
-        xs = np.array([c[1] for c in member["curve"]], float)
+        xs = np.array([c[x_column] for c in member["curve"]], float)
         ys = np.array([c[2] for c in member["curve"]], float)
         if len(xs):
             idx = np.searchsorted(xs, grid, side="right") - 1
@@ -119,10 +120,7 @@ def cliff_reward_table(env: RewardEnv) -> np.ndarray:
     for s in range(cliff.n_states):
         for a in range(4):
             nxt, reward, terminated, vector = cliff.transitions[s][a]
-            zero = terminated and env.zero_terminal and env.mode in POTENTIAL_MODES
-            phi_next = 0.0 if zero else env.phi(nxt, vector)
-            phi_state = env.phi(s, vector) if env.mode in POTENTIAL_MODES else 0.0
-            table[s, a] = shaped_reward(env.mode, reward, env.gamma, phi_state, phi_next)
+            table[s, a] = env.reward(s, reward, nxt, terminated, vector)
     return table
 
 
@@ -237,6 +235,8 @@ def plot_visitation(run_dir: Path, out: Path, n_agents: int = 10, episodes: int 
 def plot_histograms(run_dirs: list[Path], out: Path, names: list[str]) -> Path:
     """Figs. 3-4: per evaluation and agent type, the real return of agents trained on the proxy
     and on the real env (and count-based / ICM if evaluated)."""
+    if not names:
+        raise UsageError("--histograms needs at least one evaluation name (--name)")
     panels = []
     for run_dir in run_dirs:
         for name in names:

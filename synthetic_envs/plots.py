@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import UsageError  # noqa: E402
 from common.runs import load_checkpoint  # noqa: E402
+from synthetic_envs.figures import curves_on_steps  # noqa: E402
 
 COLORS = {"proxy": "tab:blue", "baseline": "tab:gray", "intrinsic": "tab:orange"}
 
@@ -102,20 +103,6 @@ def plot_cliff_heatmap(run_dir: Path) -> Path | None:
     return path
 
 
-def _curve_grid(members: list[dict], grid: np.ndarray) -> np.ndarray:
-    """Each agent's latest test return at each x of `grid` (carried forward after it stops;
-    NaN before its first test)."""
-    out = np.full((len(members), len(grid)), np.nan)
-    for i, member in enumerate(members):
-        xs = np.array([c[0] for c in member["curve"]], float)
-        ys = np.array([c[2] for c in member["curve"]], float)
-        if len(xs) == 0:
-            continue
-        idx = np.searchsorted(xs, grid, side="right") - 1
-        out[i, idx >= 0] = ys[idx[idx >= 0]]
-    return out
-
-
 def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> list[Path]:
     """Learning curves, success percentage and final-return histograms, one row per agent type."""
     agents = report["agents"]
@@ -128,7 +115,7 @@ def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> li
         grid = np.linspace(0, x_max, 200)
         for group, summary in groups.items():
             members, color = summary["agents"], COLORS[group]
-            curves = _curve_grid(members, grid)
+            curves = curves_on_steps(members, grid, x_column=0)
             with warnings.catch_warnings():  # grid points before any agent's first test are NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)

@@ -190,15 +190,19 @@ class RewardEnv:
         self.state, info = self.real_env.reset(seed=seed)
         return self.state, info
 
+    def reward(self, state, reward: float, next_state, terminated: bool, vector: np.ndarray) -> float:
+        """The reward the agent sees for the real transition state -> next_state."""
+        phi_next = 0.0 if (terminated and self.zero_terminal and self.mode in POTENTIAL_MODES) \
+            else self.phi(next_state, vector)
+        phi_state = self.phi(state, vector) if self.mode in POTENTIAL_MODES else 0.0
+        return shaped_reward(self.mode, reward, self.gamma, phi_state, phi_next)
+
     def step(self, action):
         nxt, reward, terminated, truncated, info = self.real_env.step(action)
-        vector = info.get("vector", np.zeros(0, np.float32))
-        phi_next = 0.0 if (terminated and self.zero_terminal and self.mode in POTENTIAL_MODES) \
-            else self.phi(nxt, vector)
-        phi_state = self.phi(self.state, vector) if self.mode in POTENTIAL_MODES else 0.0
+        shaped = self.reward(self.state, reward, nxt, terminated, info.get("vector", np.zeros(0, np.float32)))
         self.state = nxt
         info["real_reward"] = reward
-        return nxt, shaped_reward(self.mode, reward, self.gamma, phi_state, phi_next), terminated, truncated, info
+        return nxt, shaped, terminated, truncated, info
 
     def close(self) -> None:
         self.real_env.close()
