@@ -122,12 +122,13 @@ def _merge(config: dict, layer: Mapping, defaults: Mapping, prefix: str) -> dict
                 raise UsageError(f"config key '{path}' expects a mapping, got {value!r}")
             merged[key] = _merge(merged[key], value, default, prefix=f"{path}.")
         else:
-            merged[key] = _coerce(path, default, value)
+            merged[key] = coerce_value(path, default, value)
     return merged
 
 
-def _coerce(path: str, default: Any, value: Any) -> Any:
-    """Give `value` the type of `default` where that is lossless; otherwise refuse clearly."""
+def coerce_value(path: str, default: Any, value: Any) -> Any:
+    """Give `value` the type of `default` where that is lossless (`1e5` for an int key is
+    100000); otherwise refuse clearly, naming the key `path`."""
     if default is None or value is None:
         return value
     expected = type(default).__name__

@@ -11,12 +11,14 @@ One run of `main.py --config_file X --config_idx i` writes into logs/<X's stem>/
     summary.json       the collection's headline keys (env_steps, test_steps, final_return,
                        best_return, wall_seconds) plus extras
 
-A run is finished when log.txt ends with the Time line; `make_log_dir` refuses to reuse the
-folder of a finished run unless told to overwrite it.
+A run is finished when log.txt ends with the Time line. A folder is written only when it is new
+or holds this same run (`prepare_run_folder`); a finished one is rerun only when told to
+overwrite it, and a folder of another run never.
 """
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from common.cli import UsageError
+from common.config import RUN_META_KEY
 from common.runs import SUMMARY_KEYS, write_json_atomic, write_run_config
 
 LOG_FILE = "log.txt"
@@ -66,23 +69,54 @@ def is_finished_log(log_file: str | Path) -> bool:
 
 
 def make_log_dir(logs_root: str | Path, config_name: str, config_idx: int,
-                 overwrite: bool = False) -> Path:
-    """Create (or reuse an unfinished) logs/<config_name>/<config_idx>/ and return it.
-
-    A folder whose log.txt ends with the Time line holds a finished run: it is refused with a
-    UsageError unless `overwrite=True` (then the new run's files replace the old ones)."""
+                 overwrite: bool = False, config: Mapping[str, Any] | None = None) -> Path:
+    """Create (or reuse) logs/<config_name>/<config_idx>/ for this run and return it; the
+    folder rules are `prepare_run_folder`'s."""
     if isinstance(config_idx, bool) or not isinstance(config_idx, int) or config_idx < 1:
         raise UsageError(f"config index must be an integer >= 1, got {config_idx!r}")
     if not config_name or "/" in config_name or config_name in (".", ".."):
         raise UsageError(f"invalid config name {config_name!r}")
-    path = Path(logs_root) / config_name / str(config_idx)
+    return prepare_run_folder(Path(logs_root) / config_name / str(config_idx), config, overwrite)
+
+
+def prepare_run_folder(path: str | Path, config: Mapping[str, Any] | None = None,
+                       overwrite: bool = False) -> Path:
+    """Create the folder of a run and return it, writing nothing into a folder of another run.
+
+    An absent or empty folder is new. A folder with files is used only when it holds this same
+    run, i.e. its config.json decodes to `config` (the reference reruns an unfinished index from
+    the start); one whose log.txt ends with the Time line is finished and is rerun only with
+    `overwrite`. Anything else (another index, seed, config or paper, or files without a
+    config.json) is refused with a UsageError, with or without `overwrite`.
+    `config=None` skips the same-run test (only the finished-run rule applies)."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"log folder {path} exists and is not a folder")
-    if not overwrite and is_finished_log(path / LOG_FILE):
-        raise UsageError(f"{path} already holds a finished run (its {LOG_FILE} ends with the "
-                         f"time line); pass overwrite to run it again, or use another index")
-    path.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and any(path.iterdir()):
+        if config is not None and not holds_same_run(path, config):
+            raise UsageError(f"{path} holds another run (its config.json is not this run's); "
+                             f"choose another --out-dir, index or --logs-root")
+        if not overwrite and is_finished_log(path / LOG_FILE):
+            raise UsageError(f"{path} already holds this finished run (its {LOG_FILE} ends with the "
+                             f"time line); pass --overwrite to run it again, or use another index")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create log folder {path}: {error.strerror}") from None
     return path
+
+
+def holds_same_run(path: str | Path, config: Mapping[str, Any]) -> bool:
+    """True when path/config.json is this run's: the same decoded config (its `_run` record of
+    versions, command and start time aside)."""
+    try:
+        saved = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict):
+        return False
+    saved.pop(RUN_META_KEY, None)
+    return saved == json.loads(json.dumps(dict(config), default=str))
 
 
 class Logger:

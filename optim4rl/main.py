@@ -29,7 +29,8 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
 from common.runs import require_finite, write_divergence  # noqa: E402
-from common.config import parse_overrides  # noqa: E402
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges,  # noqa: E402
+                           coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
 from optim4rl import logs  # noqa: E402
 from optim4rl.envs import make_env  # noqa: E402
@@ -48,10 +49,12 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
     parser.add_argument("--config_file", "--config", dest="config_file", required=True,
                         help="a JSON config (a path, or a name in optim4rl/configs/)")
     parser.add_argument("--config_idx", type=int, default=1,
-                        help="configuration index, 1-based; i + k*N is run k of combination i")
+                        help="configuration index, 1-based; i + k*N is run k of combination i; "
+                             "an index <= 0 runs combination i + N, as the reference's (i - 1) mod N")
     parser.add_argument("--logs-root", default="logs", help="root of the log folders (default: logs)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="rerun an index whose log folder already holds a finished run")
+                        help="rerun an index whose log folder already holds this same run, finished "
+                             "(a folder of another run is never written)")
     parser.add_argument("--out-dir", default=None,
                         help="write this run into OUT_DIR instead of <logs-root>/<config name>/<config_idx>")
     parser.add_argument("--param-load-path", default=None,
@@ -61,7 +64,7 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
                         help="override env.name (a comma-separated list of tasks for MetaA2C)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a decoded config key, e.g. --set env.train_steps=1e5 "
-                             "(repeatable; VALUE parsed as YAML; the key must exist)")
+                             "(repeatable; the key must exist; VALUE takes its type and must lie in its range)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
                              f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
@@ -230,14 +233,67 @@ def check_config(cfg: dict) -> None:
 
 
 def set_keys(cfg: dict, overrides: dict, prefix: str = "") -> None:
-    """--set: replace existing keys of the decoded config (an unknown key is a usage error)."""
+    """--set: replace existing keys of the decoded config with values of the same type (an
+    unknown key, or a value of another type, is a usage error)."""
     for key, value in overrides.items():
         if key not in cfg:
             raise UsageError(f"--set {prefix}{key}: no such key in the config (it has: {', '.join(cfg)})")
         if isinstance(value, dict) and isinstance(cfg[key], dict):
             set_keys(cfg[key], value, f"{prefix}{key}.")
         else:
-            cfg[key] = value
+            cfg[key] = typed_value(f"{prefix}{key}", cfg[key], value)
+
+
+def typed_value(path: str, current, value):
+    """VALUE of `--set path=VALUE` with the type of the key's current value (`1e5` is a number,
+    NaN and non-numbers for a number are refused). A list key takes a list of values of its
+    elements' type, or one such value (per-task settings accept one value for all tasks)."""
+    if isinstance(current, list) and current and not isinstance(current[0], (list, dict)):
+        if isinstance(value, list):
+            return [coerce_value(path, current[0], item) for item in value]
+        return coerce_value(path, current[0], value)
+    return coerce_value(path, current, value)
+
+
+# The numeric keys of the reference's configs and the values that mean something (a list value,
+# e.g. a per-task learning rate, is checked element-wise). PPO's own keys: ppo.ppo_settings.
+VALUE_RANGES = {
+    "env.train_steps": AT_LEAST_ONE, "env.num_envs": AT_LEAST_ONE, "env.reward_scaling": POSITIVE,
+    "agent.rollout_steps": AT_LEAST_ONE, "agent.inner_updates": NON_NEGATIVE,
+    "agent.reset_interval": AT_LEAST_ONE, "agent.data_reduce": AT_LEAST_ONE,
+    "agent.gae_lambda": PROBABILITY, "agent.critic_loss_weight": NON_NEGATIVE,
+    "agent.entropy_weight": NON_NEGATIVE, "discount": PROBABILITY, "seed": NON_NEGATIVE,
+    "display_interval": AT_LEAST_ONE, "save_param": NON_NEGATIVE,
+    **{f"{section}.kwargs.learning_rate": POSITIVE
+       for section in ("agent_optimizer", "agent_optim", "meta_optimizer", "meta_optim")},
+    **{f"{section}.kwargs.{key}": Range(-1)          # -1 (or any value <= 0) switches clipping off
+       for section in ("agent_optimizer", "agent_optim", "meta_optimizer", "meta_optim")
+       for key in ("gradient_clip", "grad_clip", "grad_norm", "max_norm")},
+}
+
+
+def check_values(cfg: dict) -> None:
+    """Budgets, sizes, rates and factors in their ranges, and a budget of at least one update."""
+    check_ranges(cfg, VALUE_RANGES)
+    name = cfg["agent"]["name"]
+    if name in ("A2C", "CollectA2C", "MetaA2C"):
+        agent = cfg["agent"]
+        one_update = int(cfg["env"]["num_envs"]) * int(agent.get("rollout_steps", 20))
+        if name == "MetaA2C":
+            one_update *= int(agent.get("inner_updates", 4)) + 1
+        if float(cfg["env"]["train_steps"]) < one_update:
+            raise UsageError(f"env.train_steps={cfg['env']['train_steps']:g} is less than one "
+                             f"{'meta-' if name == 'MetaA2C' else ''}update ({one_update} env steps: "
+                             f"num_envs x rollout_steps{' x (inner_updates + 1)' if name == 'MetaA2C' else ''})")
+
+
+def config_index(sweeper: Sweeper, config_idx: int) -> int:
+    """The index to run. As in the reference, whose decoding is (config_idx - 1) mod N, an index
+    <= 0 runs the combination i + N (mod N): -1 is combination N - 1, 0 is combination N; it is
+    run (and logged) under that positive index."""
+    if config_idx >= 1:
+        return config_idx
+    return (config_idx - 1) % sweeper.total_combinations + 1
 
 
 def apply_flags(cfg: dict, args) -> dict:
@@ -285,6 +341,8 @@ def preflight(cfg: dict) -> None:
     unknown agent / optimizer / option / env, a missing param_load_path or datapath."""
     check_config(cfg)
     name = cfg["agent"]["name"]
+    if name != "RNNIdentity":
+        check_values(cfg)
     if name == "RNNIdentity":
         path = cfg.get("datapath", "")
         if not path or not Path(path).is_file():
@@ -307,19 +365,18 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     if resolve_device(args.device).type != "cpu":
         raise UsageError(f"--device {args.device}: optim4rl runs on the CPU only (its populations are small)")
     sweeper = Sweeper(find_config(args.config_file))
-    cfg = apply_flags(sweeper.generate_config_for_idx(args.config_idx), args)
+    config_idx = config_index(sweeper, args.config_idx)
+    cfg = apply_flags(sweeper.generate_config_for_idx(config_idx), args)
     preflight(cfg)
     if args.out_dir:
-        log_dir = Path(args.out_dir)
-        if not args.overwrite and logs.is_finished_log(log_dir / logs.LOG_FILE):
-            raise UsageError(f"{log_dir} already holds a finished run; pass --overwrite or another --out-dir")
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs.prepare_run_folder(args.out_dir, cfg, overwrite=args.overwrite)
     else:
-        log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, args.config_idx, overwrite=args.overwrite)
+        log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, config_idx, overwrite=args.overwrite,
+                                    config=cfg)
     logs.write_config(log_dir, cfg)
     start = time.time()
     with logs.Logger(log_dir) as logger:
-        logger.info(f"<{args.config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
+        logger.info(f"<{config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
         torch.manual_seed(cfg["seed"])
         runner = {"A2C": run_a2c, "CollectA2C": run_collect, "MetaA2C": run_meta_a2c,
                   "RNNIdentity": run_identity, "PPO": run_ppo}
@@ -336,8 +393,8 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
 
 def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:
     from optim4rl.plots import plot_returns
-    table = [{"env_steps": r.get("env_steps", r["Step"]), "test_steps": r.get("test_steps", 0), "return": r["Return"], "env": r["Env"],
-              "agent": r["Agent"]} for r in rows if r["Return"] == r["Return"]]
+    table = [{"env_steps": r.get("env_steps", r["Step"]), "test_steps": r.get("test_steps", 0), "return": r["Return"],
+              "env": r["Env"], "agent": r["Agent"]} for r in rows if r["Return"] == r["Return"]]
     if table:
         envs = ",".join(dict.fromkeys(r["env"] for r in table))
         logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1), "env": envs})

@@ -18,8 +18,6 @@ Placeholders in the argv strings: {searl} {pb2} {se} {steve} {o4} (the fixture r
 {new} (a fresh folder that must not appear), {empty} (an empty folder), {file} (a text file),
 {missing} (a path that does not exist), {root} (this checkout), and damaged inputs made per
 case (see INPUTS).
-Not here, with issues of their own: optim4rl's --set typing and --out-dir / --overwrite
-handling (issue 18).
 """
 from __future__ import annotations
 
@@ -489,12 +487,15 @@ CASES = [
     bad(VVIS, "episodes-0", f"{PENDULUM} {{steve}}/checkpoints/valuerl.pt --episodes 0", "--episodes"),
     bad(VVIS, "episodes-abc", f"{PENDULUM} {{steve}}/checkpoints/valuerl.pt --episodes abc",
         "--episodes"),
-    # optim4rl/main.py and optim4rl/train.py (not: --set typing, --out-dir / --overwrite: issue 18)
+    # optim4rl/main.py and optim4rl/train.py
     bad(OM, "missing-config", "--config_file nope --out-dir {new}", "config file not found"),
     bad(OM, "no-config", "--config_idx 1", "--config_file"),
     bad(OM, "broken-json", "--config_file {badjson} --out-dir {new}", "broken.json"),
-    bad(OM, "index-0", "--config catch_a2c --config_idx 0 --out-dir {o4}", "0"),
-    bad(OM, "index-negative", "--config catch_a2c --config_idx -1 --out-dir {new}", "-1"),
+    # an index <= 0 runs combination i + N (the reference's modular decoding): 0 is catch_a2c's
+    # combination 2, -1 its combination 1 with the default seed; neither is the {o4} run
+    bad(OM, "index-0-into-another-run", "--config catch_a2c --config_idx 0 --out-dir {o4}", "another run"),
+    bad(OM, "index-negative-into-other-paper", "--config catch_a2c --config_idx -1 --out-dir {searl}",
+        "another run"),
     bad(OM, "index-abc", "--config catch_a2c --config_idx abc --out-dir {new}", "--config_idx"),
     bad(OM, "unknown-env", "--config catch_a2c --env catchh --out-dir {o4}", "catchh"),
     bad(OM, "unknown-set-key", "--config catch_a2c --set env.nope=1 --out-dir {new}", "env.nope"),
@@ -507,7 +508,37 @@ CASES = [
     bad(OM, "identity-without-data", "--config catch_identity --logs-root {new} --out-dir {new}",
         "datapath"),
     bad(OM, "other-papers-config", "--config {searl}/config.json --out-dir {new}", "config.json"),
-    bad(OT, "index-0", "--config catch_a2c --config_idx 0 --out-dir {o4}", "0"),
+    # --set values take the key's type and must lie in its range
+    bad(OM, "set-steps-negative", "--config catch_a2c --set env.train_steps=-5 --out-dir {new}",
+        "env.train_steps", ">= 1"),
+    bad(OM, "set-steps-abc", "--config catch_a2c --set env.train_steps=abc --out-dir {new}",
+        "env.train_steps", "abc"),
+    bad(OM, "set-steps-nan", "--config catch_a2c --set env.train_steps=.nan --out-dir {o4}",
+        "env.train_steps", "finite"),
+    bad(OM, "set-steps-below-one-update", "--config catch_a2c --set env.train_steps=100 --out-dir {new}",
+        "env.train_steps", "one update"),
+    bad(OM, "set-envs-fraction", "--config catch_a2c --set env.num_envs=2.5 --out-dir {new}",
+        "env.num_envs", "int"),
+    bad(OM, "set-lr-negative", "--config catch_a2c --set agent_optimizer.kwargs.learning_rate=-1e-3 "
+        "--out-dir {new}", "learning_rate", "> 0"),
+    bad(OM, "set-lr-abc", "--config catch_a2c --set agent_optimizer.kwargs.learning_rate=abc "
+        "--out-dir {new}", "learning_rate", "abc"),
+    bad(OM, "set-meta-lr-nan", "--config catch_meta --set meta_optimizer.kwargs.learning_rate=.nan "
+        "--out-dir {new}", "meta_optimizer.kwargs.learning_rate", "finite"),
+    bad(OM, "set-discount-above-1", "--config catch_a2c --set discount=1.5 --out-dir {new}", "discount"),
+    # a folder of another run is never written, with or without --overwrite
+    bad(OM, "out-dir-searl-run", "--config catch_a2c --out-dir {searl}", "another run"),
+    bad(OM, "out-dir-steve-run-overwrite", "--config catch_a2c --out-dir {steve} --overwrite", "another run"),
+    bad(OM, "out-dir-pb2-run", "--config catch_a2c --out-dir {pb2}", "another run"),
+    bad(OM, "out-dir-se-run-overwrite", "--config catch_a2c --out-dir {se} --overwrite", "another run"),
+    bad(OM, "out-dir-other-seed", "--config catch_a2c --config_idx 1 --set env.train_steps=2000 "
+        "--set env.num_envs=8 --seed 5 --out-dir {o4} --overwrite", "another run"),
+    bad(OM, "out-dir-same-run-finished", "--config catch_a2c --config_idx 1 --set env.train_steps=2000 "
+        "--set env.num_envs=8 --out-dir {o4}", "finished", "--overwrite"),
+    bad(OM, "out-dir-file", "--config catch_a2c --out-dir {file}", "not a folder"),
+    bad(OT, "index-0-into-another-run", "--config catch_a2c --config_idx 0 --out-dir {o4}", "another run"),
+    bad(OT, "set-steps-negative", "--config catch_a2c --set env.train_steps=-5 --out-dir {new}",
+        "env.train_steps"),
     bad(OT, "unknown-env", "--config catch_a2c --env Catch --out-dir {new}", "Catch"),
     bad(OT, "device-tpu", "--config catch_a2c --device tpu --out-dir {o4}", "tpu"),
     bad(OT, "no-config", "--config_idx 1", "--config_file"),
@@ -537,7 +568,10 @@ SCRIPT_CASES = [
     bad(VTOY, "script:trials-0", "--trials 0 --out-dir {new}", "--trials"),
     bad(VVIS, "script:truncated-model", f"{PENDULUM} {{half_valuerl}}", "valuerl.pt"),
     bad(OM, "script:device-tpu", "--config catch_a2c --device tpu --out-dir {o4}", "tpu"),
-    bad(OT, "script:index-0", "--config catch_a2c --config_idx 0 --out-dir {o4}", "0"),
+    bad(OT, "script:index-0-into-another-run", "--config catch_a2c --config_idx 0 --out-dir {o4}",
+        "another run"),
+    bad(OM, "script:set-steps-1e5-into-searl-run", "--config catch_a2c --set env.train_steps=1e5 "
+        "--out-dir {searl}", "another run"),
 ]
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from common.runs import check_run_dir
 from helpers import ROOT, rows, run_train
-from optim4rl.logs import final_return
+from optim4rl.logs import final_return, is_finished_log
+from optim4rl.main import config_index
 from optim4rl.sweeper import Sweeper
 
 CONFIGS = ROOT / "optim4rl" / "configs"
@@ -61,11 +62,12 @@ def test_a2c_run_writes_the_seed_and_collection_outputs(tmp_path):
     assert (folder / "result_catch.csv").exists()
 
 
-@pytest.mark.parametrize("case", ["index", "param_load_path", "optimizer", "agent", "file"])
+@pytest.mark.parametrize("case", ["budget", "param_load_path", "optimizer", "agent", "file"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     config, idx = str(CONFIGS / "catch_lopt.json"), 1   # index 1 needs logs/catch_meta/1/param.pt
-    if case == "index":
-        idx = 0
+    extra = ["--set", "env.train_steps=-5"] if case == "budget" else []
+    if case == "budget":
+        config = str(CONFIGS / "catch_a2c.json")
     elif case == "optimizer":
         config = write_config(tmp_path / "bad.json", "catch_a2c.json",
                               lambda c: c["agent_optimizer"][0].update(name=["AdamW"]))
@@ -73,11 +75,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
         config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c["agent"][0].update(name=["DQN"]))
     elif case == "file":
         config = str(tmp_path / "missing.json")
-    done = run(config, idx, tmp_path / "logs")
+    done = run(config, idx, tmp_path / "logs", *extra)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "logs").exists()          # a failed start leaves nothing behind
-    expected = {"index": "index", "param_load_path": "param_load_path", "optimizer": "AdamW",
+    expected = {"budget": "env.train_steps", "param_load_path": "param_load_path", "optimizer": "AdamW",
                 "agent": "DQN", "file": "not found"}[case]
     assert expected in done.stderr
 
@@ -129,6 +131,41 @@ def test_common_flags_override_the_decoded_config(tmp_path):
         failed = run_train("optim4rl", "--config", config, "--out-dir", str(tmp_path / "bad"), *bad)
         assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_set_values_take_the_keys_types_and_an_index_below_1_wraps_as_the_reference(tmp_path):
+    sds = Sweeper(CONFIGS / "sds_a2c.json")           # 12 combinations; reference: (i - 1) mod N
+    assert [config_index(sds, i) for i in (-13, -12, -1, 0, 1, 13)] == [11, 12, 11, 12, 1, 13]
+    out = tmp_path / "run"
+    done = run_train("optim4rl", "--config", "catch_a2c", "--config_idx", "-1", "--out-dir", str(out),
+                     "--set", "env.train_steps=1.28e4", "--set", "env.num_envs=8",
+                     "--set", "agent_optimizer.kwargs.learning_rate=3e-3")
+    assert done.returncode == 0, done.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config_idx"] == 1 and cfg["agent_optimizer"]["name"] == "RMSProp"   # -1 + 2
+    assert cfg["env"]["train_steps"] == 12800.0 and cfg["env"]["num_envs"] == 8
+    assert cfg["agent_optimizer"]["kwargs"]["learning_rate"] == 0.003            # a number, not '3e-3'
+    assert rows(out / "result_catch.csv")[-1]["Step"] == "12800"
+
+
+def test_a_run_folder_is_written_only_by_the_same_run(tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", "catch_a2c", "--config_idx", "2", "--set", "env.train_steps=3200", "--set", "env.num_envs=8",
+            "--out-dir", str(out)]
+    assert run_train("optim4rl", *args).returncode == 0
+    log = out / "log.txt"      # an interrupted run of the same config: rerun from the start, as the reference
+    log.write_text("\n".join(log.read_text().splitlines()[:-2]) + "\n")
+    assert not is_finished_log(log)
+    assert run_train("optim4rl", *args).returncode == 0 and is_finished_log(log)
+    finished = run_train("optim4rl", *args)
+    assert finished.returncode == 2 and "--overwrite" in finished.stderr
+    assert run_train("optim4rl", *args, "--overwrite").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for other in (["--seed", "9"], ["--set", "discount=0.99"], ["--config_idx", "1"]):
+        refused = run_train("optim4rl", *args, *other, "--overwrite")
+        assert refused.returncode == 2 and "another run" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
