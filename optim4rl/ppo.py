@@ -160,10 +160,9 @@ def ppo_settings(cfg: dict) -> PPOSettings:
     return s
 
 
-def ppo_optimizer(cfg: dict, log_dir: Path, seed: int):
+def ppo_optimizer(cfg: dict, seed: int):
     """The agent's optimizer from agent_optimizer (or the older reference's optimizer / optim)
     section: name and kwargs (learning_rate, gradient_clip or grad_clip, param_load_path, ...)."""
-    from optim4rl.main import resolve_load_path
     section = next((cfg[k] for k in ("agent_optimizer", "agent_optim", "optimizer", "optim") if k in cfg), None)
     if section is None:
         raise UsageError("PPO config has no 'agent_optimizer' section (name and kwargs)")
@@ -171,7 +170,7 @@ def ppo_optimizer(cfg: dict, log_dir: Path, seed: int):
     if "gradient_clip" in kwargs:
         kwargs["grad_clip"] = kwargs.pop("gradient_clip")
     lr = kwargs.pop("learning_rate", 3e-4)
-    path = resolve_load_path(kwargs.pop("param_load_path", "") or "", log_dir)
+    path = kwargs.pop("param_load_path", "") or ""   # main.py resolved a `logs/...` path against --logs-root
     if path and section["name"] not in ("Adam", "RMSProp", "SGD"):
         if not Path(path).is_file():
             raise UsageError(f"param_load_path {path} does not exist (run the meta-training config first)")
@@ -442,7 +441,7 @@ def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
     torch.set_num_threads(1)
     s, seed = ppo_settings(cfg), int(cfg["seed"])
     log_dir = Path(log_dir)
-    opt = ppo_optimizer(cfg, log_dir, seed)
+    opt = ppo_optimizer(cfg, seed)
     generator = torch.Generator().manual_seed(seed)
     counter, test_counter = StepCounter(), StepCounter()
     envs = make_train_envs(s, seed, counter)
