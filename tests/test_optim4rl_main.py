@@ -179,3 +179,27 @@ def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["best_return"] is None
     assert "stopped: training diverged" in (out / "log.txt").read_text()
+
+
+def test_the_seed_sds_family_pairs_each_learned_optimizer_with_its_meta_run():
+    meta, lopt = Sweeper(CONFIGS / "sds_meta.json"), Sweeper(CONFIGS / "sds_lopt.json")
+    assert meta.total_combinations == 24 and lopt.total_combinations == 6      # as the seed's files
+    names = [meta.generate_config_for_idx(i)["agent_optimizer"]["name"] for i in range(1, 25)]
+    assert {n: names.count(n) for n in set(names)} == {"Optim4RL": 8, "LinearOptim": 8, "L2LGD2": 8}
+    for i in range(1, 7):
+        optimizer = lopt.generate_config_for_idx(i)["agent_optimizer"]
+        meta_idx = int(optimizer["kwargs"]["param_load_path"].split("/")[2])
+        assert meta.generate_config_for_idx(meta_idx)["agent_optimizer"]["name"] == optimizer["name"]
+
+
+def test_update_against_gradient_slope_tells_sign_sgd_from_sgd(tmp_path):
+    from optim4rl.plots import plot_update_vs_gradient, update_vs_gradient
+    grad = np.random.default_rng(0).lognormal(-6, 2, size=(50, 40)) * np.sign(np.random.default_rng(1).normal(size=(50, 40)))
+    for name, update, slope in (("sign", 14.8 * np.sign(grad), 0.0), ("sgd", grad, 1.0)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "data.npz", grad=grad, update=update)
+        stats = update_vs_gradient(tmp_path / name)
+        assert stats["slope"] == pytest.approx(slope, abs=1e-6) and stats["points"] == grad.size
+    assert update_vs_gradient(tmp_path / "sign")["median_update"] == pytest.approx(14.8)
+    out = plot_update_vs_gradient([tmp_path / "sign", tmp_path / "sgd"], ["sign", "sgd"], tmp_path / "phi.png")
+    assert out.stat().st_size > 1000
