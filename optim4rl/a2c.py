@@ -27,12 +27,13 @@ def flat(tree: dict) -> torch.Tensor:
 
 
 def train_a2c(env, env_name: str, optimizer, hyper: A2CHyper, train_steps: int, seed: int,
-              learning_rate: float = 1.0, collect_every: int = 0, progress=None) -> A2CResult:
+              learning_rate: float = 1.0, collect_every: int = 0, progress=None,
+              big_map_torso: str = "reference") -> A2CResult:
     """A2C for train_steps // (num_envs · rollout_steps) iterations. `learning_rate` multiplies
     the optimizer's update (1 when the optimizer holds its own lr). With `collect_every` = k > 0,
     every k-th parameter coordinate's gradient and update / lr are recorded each iteration."""
     generator = torch.Generator().manual_seed(seed)
-    params = init_actor_critic(env_name, env.obs_shape, env.num_actions, 1, generator)
+    params = init_actor_critic(env_name, env.obs_shape, env.num_actions, 1, generator, big_map_torso)
     state = optimizer.init(params)
     obs = env.reset().unsqueeze(0)                                        # [1, E, C, H, W]
     running = torch.zeros(1, env.num_envs)

@@ -32,6 +32,14 @@ def feature_net_kind(env_name: str) -> str:
     raise ValueError(f"no actor-critic torso for env {env_name!r}")
 
 
+# How the big maps' 2x2 convolution reads a (K+1, H, W) board:
+#   reference  as the reference's flax Conv (channels last) does: the board is an image of
+#              (K+1) x H positions with W input channels, so the kernel slides over object
+#              channel and row; flattened to (K+1)*H*16 features
+#   spatial    over the H x W grid with K+1 input channels; flattened to 16*H*W features
+BIG_MAP_TORSOS = ("reference", "spatial")
+
+
 def _lecun_normal(generator, agents: int, fan_in: int, *shape: int) -> torch.Tensor:
     """flax's default kernel init (variance 1/fan_in, truncated normal at 2 sd)."""
     std = 1.0 / math.sqrt(fan_in) / 0.87962566103423978  # flax's truncation correction
@@ -41,16 +49,19 @@ def _lecun_normal(generator, agents: int, fan_in: int, *shape: int) -> torch.Ten
 
 
 def init_actor_critic(env_name: str, obs_shape: tuple[int, int, int], num_actions: int,
-                      agents: int, generator: torch.Generator) -> Params:
+                      agents: int, generator: torch.Generator, big_map_torso: str = "reference") -> Params:
     """Fresh parameters for `agents` independent actor-critics (flax init: lecun-normal kernels,
-    zero biases)."""
+    zero biases). `big_map_torso` (BIG_MAP_TORSOS) chooses the big maps' convolution."""
     channels, height, width = obs_shape
     kind = feature_net_kind(env_name)
     params: Params = {}
     if kind == "c16_d32":
-        params["conv.weight"] = _lecun_normal(generator, agents, channels * 4, 16, channels, 2, 2)
-        params["conv.bias"] = torch.zeros(agents, 16)
-        flat = 16 * height * width   # 'SAME' padding keeps H x W
+        if big_map_torso not in BIG_MAP_TORSOS:
+            raise ValueError(f"big_map_torso must be one of {BIG_MAP_TORSOS}, got {big_map_torso!r}")
+        prefix, in_channels = ("conv", width) if big_map_torso == "reference" else ("conv_hw", channels)
+        params[f"{prefix}.weight"] = _lecun_normal(generator, agents, in_channels * 4, 16, in_channels, 2, 2)
+        params[f"{prefix}.bias"] = torch.zeros(agents, 16)
+        flat = 16 * channels * height if big_map_torso == "reference" else 16 * height * width  # 'SAME' padding
     else:
         flat = channels * height * width
     hidden = 256 if kind == "d256" else 32
@@ -63,21 +74,23 @@ def init_actor_critic(env_name: str, obs_shape: tuple[int, int, int], num_action
     return params
 
 
-def _conv_same_2x2(params: Params, obs: torch.Tensor) -> torch.Tensor:
+def _conv_same_2x2(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Each agent's 2x2 convolution with 'SAME' padding (flax pads one row/column at the end),
-    all agents at once as a grouped convolution: [A, E, C, H, W] -> [A, E, 16, H, W]."""
-    agents, envs, channels, height, width = obs.shape
-    x = obs.permute(1, 0, 2, 3, 4).reshape(envs, agents * channels, height, width)
+    all agents at once as a grouped convolution: [A, E, Cin, P, Q] -> [A, E, 16, P, Q]."""
+    agents, envs, channels, rows, cols = x.shape
+    x = x.permute(1, 0, 2, 3, 4).reshape(envs, agents * channels, rows, cols)
     x = F.pad(x, (0, 1, 0, 1))
-    weight = params["conv.weight"].reshape(agents * 16, channels, 2, 2)
-    y = F.conv2d(x, weight, params["conv.bias"].reshape(-1), groups=agents)
-    return y.reshape(envs, agents, 16, height, width).permute(1, 0, 2, 3, 4)
+    y = F.conv2d(x, weight.reshape(agents * 16, channels, 2, 2), bias.reshape(-1), groups=agents)
+    return y.reshape(envs, agents, 16, rows, cols).permute(1, 0, 2, 3, 4)
 
 
 def actor_critic(params: Params, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """obs [A, E, C, H, W] -> action logits [A, E, n_actions], state values [A, E]."""
-    if "conv.weight" in params:
-        obs = F.relu(_conv_same_2x2(params, obs))
+    if "conv.weight" in params:         # the reference's layout: positions (C, H), channels W
+        h = _conv_same_2x2(params["conv.weight"], params["conv.bias"], obs.permute(0, 1, 4, 2, 3))
+        obs = F.relu(h).permute(0, 1, 3, 4, 2)                             # [A, E, C, H, 16]
+    elif "conv_hw.weight" in params:    # positions (H, W), channels C
+        obs = F.relu(_conv_same_2x2(params["conv_hw.weight"], params["conv_hw.bias"], obs))
     x = obs.flatten(2)                                                     # [A, E, features]
     phi = F.relu(torch.baddbmm(params["dense.bias"], x, params["dense.weight"]))
     logits = torch.baddbmm(params["actor.bias"], phi, params["actor.weight"])

@@ -33,6 +33,7 @@ from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Ra
                            coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
 from optim4rl import logs  # noqa: E402
+from optim4rl.agents import BIG_MAP_TORSOS  # noqa: E402
 from optim4rl.envs import make_env  # noqa: E402
 from optim4rl.meta import A2CHyper, MetaA2C, Task  # noqa: E402
 from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params  # noqa: E402
@@ -99,6 +100,12 @@ def per_task(value, count: int, what: str) -> list:
     return [value] * count
 
 
+def big_map_torso(cfg: dict) -> str:
+    """agent.big_map_torso: how the big maps' convolution reads a board (agents.BIG_MAP_TORSOS;
+    default the reference's)."""
+    return cfg["agent"].get("big_map_torso", "reference")
+
+
 def a2c_hyper(cfg: dict) -> A2CHyper:
     agent = cfg["agent"]
     return A2CHyper(discount=cfg.get("discount", 0.995), gae_lambda=agent.get("gae_lambda", 0.95),
@@ -145,7 +152,7 @@ def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dic
             if iteration % int(cfg.get("display_interval", 50)) == 0 and result.returns:
                 logger.info(f"<{cfg['config_idx']}> {name} step {result.steps[-1]} return {result.returns[-1]:.3f}")
         result = train_a2c(env, name, optimizer, hyper, int(cfg["env"]["train_steps"]), cfg["seed"] + i,
-                           collect_every=every, progress=progress)
+                           collect_every=every, progress=progress, big_map_torso=big_map_torso(cfg))
         env_rows = [{"Env": name, "Agent": cfg["agent"]["name"], "Step": s, "Return": r}
                     for s, r in zip(result.steps, result.returns)]
         logs.write_results_csv(logs.result_file(log_dir, name), env_rows)
@@ -179,7 +186,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     scaling = per_task(cfg["env"].get("reward_scaling", 1.0), len(names), "reward_scaling")
     intervals = per_task(agent.get("reset_interval", 64), len(names), "reset_interval")
     tasks = [Task(make_env(n, num_envs, cfg["seed"] + i, reward_scaling=scaling[i]), n, num_envs, lopt, lrs[i],
-                  int(intervals[i]), torch.Generator().manual_seed(cfg["seed"] + 1000 + i))
+                  int(intervals[i]), torch.Generator().manual_seed(cfg["seed"] + 1000 + i), big_map_torso(cfg))
              for i, n in enumerate(names)]
     meta = MetaA2C(lopt, tasks, hyper, inner, meta_lr=meta_kwargs.get("learning_rate", 1e-3),
                    meta_grad_clip=meta_kwargs.get("grad_clip", -1), meta_grad_norm=meta_kwargs.get("grad_norm", -1),
@@ -232,10 +239,16 @@ def check_config(cfg: dict) -> None:
             raise UsageError(f"unknown optimizer {opt_name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
 
+# Keys of this implementation that a config may leave out, with their defaults (--set adds them).
+OPTIONAL_KEYS = {"agent.big_map_torso": "reference"}
+
+
 def set_keys(cfg: dict, overrides: dict, prefix: str = "") -> None:
     """--set: replace existing keys of the decoded config with values of the same type (an
     unknown key, or a value of another type, is a usage error)."""
     for key, value in overrides.items():
+        if key not in cfg and f"{prefix}{key}" in OPTIONAL_KEYS:
+            cfg[key] = OPTIONAL_KEYS[f"{prefix}{key}"]
         if key not in cfg:
             raise UsageError(f"--set {prefix}{key}: no such key in the config (it has: {', '.join(cfg)})")
         if isinstance(value, dict) and isinstance(cfg[key], dict):
@@ -276,6 +289,8 @@ def check_values(cfg: dict) -> None:
     """Budgets, sizes, rates and factors in their ranges, and a budget of at least one update."""
     check_ranges(cfg, VALUE_RANGES)
     name = cfg["agent"]["name"]
+    if big_map_torso(cfg) not in BIG_MAP_TORSOS:
+        raise UsageError(f"agent.big_map_torso must be one of {', '.join(BIG_MAP_TORSOS)}, got {big_map_torso(cfg)!r}")
     if name in ("A2C", "CollectA2C", "MetaA2C"):
         agent = cfg["agent"]
         one_update = int(cfg["env"]["num_envs"]) * int(agent.get("rollout_steps", 20))

@@ -61,8 +61,9 @@ class Task:
     """One task's population: A agents, one env each, their θ, optimizer state and env state."""
 
     def __init__(self, env, env_name: str, agents: int, optimizer, learning_rate: float,
-                 reset_interval: int, generator: torch.Generator):
+                 reset_interval: int, generator: torch.Generator, big_map_torso: str = "reference"):
         self.env, self.env_name, self.agents = env, env_name, agents
+        self.big_map_torso = big_map_torso
         self.optimizer, self.learning_rate = optimizer, learning_rate
         self.reset_interval = reset_interval
         self.indexes = reset_indexes(reset_interval, agents)
@@ -75,7 +76,7 @@ class Task:
 
     def fresh_params(self) -> Params:
         return init_actor_critic(self.env_name, self.env.obs_shape, self.env.num_actions, self.agents,
-                                 self.generator)
+                                 self.generator, self.big_map_torso)
 
     def pipeline_reset(self, mask: torch.Tensor) -> None:
         """Step 2: restart the masked agents: new θ, zero hidden state, a new episode."""

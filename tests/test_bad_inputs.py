@@ -525,6 +525,8 @@ CASES = [
         "--out-dir {new}", "learning_rate", "abc"),
     bad(OM, "set-meta-lr-nan", "--config catch_meta --set meta_optimizer.kwargs.learning_rate=.nan "
         "--out-dir {new}", "meta_optimizer.kwargs.learning_rate", "finite"),
+    bad(OM, "set-unknown-torso", "--config grid_small_meta --set agent.big_map_torso=hw --out-dir {new}",
+        "big_map_torso", "reference"),
     bad(OM, "set-discount-above-1", "--config catch_a2c --set discount=1.5 --out-dir {new}", "discount"),
     # a folder of another run is never written, with or without --overwrite
     bad(OM, "out-dir-searl-run", "--config catch_a2c --out-dir {searl}", "another run"),

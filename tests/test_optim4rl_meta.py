@@ -215,18 +215,38 @@ def test_population_gradients_are_per_agent():
         assert torch.allclose(g[1:2], a, atol=1e-6)
 
 
-def test_big_map_conv_torso_matches_a_per_agent_conv():
+def test_big_map_torso_is_the_references_channels_last_conv():
+    """The reference's flax Conv reads a (K+1, H, W) board channels-last: positions (K+1, H), W
+    input channels, 'SAME' padding at the end; features flattened as (K+1, H, 16)."""
     gen = torch.Generator().manual_seed(1)
     params = init_actor_critic("big_dense_long", (5, 15, 11), 9, 2, gen)
+    assert params["conv.weight"].shape == (2, 16, 11, 2, 2) and params["dense.weight"].shape[1] == 5 * 15 * 16
+    obs = torch.rand(2, 3, 5, 15, 11, generator=gen)
+    logits, values = actor_critic(params, obs)
+    for a in range(2):
+        x = torch.nn.functional.pad(obs[a], (0, 0, 0, 1, 0, 1))            # [E, P+1, Q+1, W]
+        kernel = params["conv.weight"][a]                                   # [16, W, 2, 2]
+        h = sum(torch.einsum("epqc,fc->epqf", x[:, di:di + 5, dj:dj + 15], kernel[:, :, di, dj])
+                for di in (0, 1) for dj in (0, 1)) + params["conv.bias"][a]
+        phi = torch.relu(torch.relu(h).flatten(1) @ params["dense.weight"][a] + params["dense.bias"][a])
+        assert torch.allclose(logits[a], phi @ params["actor.weight"][a] + params["actor.bias"][a], atol=1e-5)
+        assert torch.allclose(values[a], (phi @ params["critic.weight"][a] + params["critic.bias"][a]).squeeze(-1),
+                              atol=1e-5)
+
+
+def test_spatial_big_map_torso_convolves_over_the_grid():
+    gen = torch.Generator().manual_seed(1)
+    params = init_actor_critic("big_dense_long", (5, 15, 11), 9, 2, gen, big_map_torso="spatial")
+    assert params["conv_hw.weight"].shape == (2, 16, 5, 2, 2) and params["dense.weight"].shape[1] == 16 * 15 * 11
     obs = torch.rand(2, 3, 5, 15, 11, generator=gen)
     logits, values = actor_critic(params, obs)
     for a in range(2):
         x = torch.nn.functional.pad(obs[a], (0, 1, 0, 1))
-        h = torch.relu(torch.nn.functional.conv2d(x, params["conv.weight"][a], params["conv.bias"][a]))
+        h = torch.relu(torch.nn.functional.conv2d(x, params["conv_hw.weight"][a], params["conv_hw.bias"][a]))
         phi = torch.relu(h.flatten(1) @ params["dense.weight"][a] + params["dense.bias"][a])
         assert torch.allclose(logits[a], phi @ params["actor.weight"][a] + params["actor.bias"][a], atol=1e-5)
-        assert torch.allclose(values[a], (phi @ params["critic.weight"][a] + params["critic.bias"][a]).squeeze(-1),
-                              atol=1e-5)
+    with pytest.raises(ValueError, match="big_map_torso"):
+        init_actor_critic("big_dense_long", (5, 15, 11), 9, 2, gen, big_map_torso="nope")
 
 
 def test_episode_returns_carry_across_rollouts():
