@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from functools import partial
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
-from common.runs import require_finite, write_divergence  # noqa: E402
+from common.runs import load_checkpoint, require_finite, save_checkpoint, write_divergence  # noqa: E402
 from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges,  # noqa: E402
                            coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
@@ -40,6 +41,7 @@ from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params  # 
 from optim4rl.sweeper import Sweeper, find_config  # noqa: E402
 
 SMOKE_STEPS, SMOKE_ENVS = 2e5, 64
+CHECKPOINT = "checkpoint.pt"    # a MetaA2C run's state for --resume (removed when the run finishes)
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
 ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 
@@ -70,6 +72,11 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
                         help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
                              f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
     parser.add_argument("--device", default="cpu", help="cpu (default; only cpu is supported)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed MetaA2C run from the checkpoint.pt in its folder (same command)")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                        help="MetaA2C: meta-iterations between checkpoints for --resume (default 0: a twentieth "
+                             "of the run)")
     return parser.parse_args(argv)
 
 
@@ -175,7 +182,11 @@ def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
     return ppo(cfg, log_dir, logger)
 
 
-def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
+def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = None, checkpoint_every: int = 0,
+                 started: float | None = None) -> list[dict]:
+    """Meta-train φ. Every `checkpoint_every` meta-iterations (0: a twentieth of the run) the
+    whole state goes to checkpoint.pt, atomically; `checkpoint` (that file's content) continues
+    a killed run exactly."""
     agent, names = cfg["agent"], env_names(cfg)
     hyper, inner = a2c_hyper(cfg), int(agent.get("inner_updates", 4))
     _, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
@@ -194,8 +205,15 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
     macro_step = num_envs * hyper.rollout_steps * (inner + 1)
     iterations = int(cfg["env"]["train_steps"]) // macro_step
     save_every, display = int(cfg.get("save_param", 0)), int(cfg.get("display_interval", 10))
-    rows, start = [], time.time()
-    for t in range(1, iterations + 1):
+    every, started = checkpoint_every or max(1, iterations // 20), started or time.time()
+    rows, first = [], 1
+    if checkpoint is not None:
+        meta.load_state_dict(checkpoint["meta"])
+        rows, first = checkpoint["rows"], meta.iteration + 1
+        torch.set_rng_state(checkpoint["torch_rng"])
+        logger.info(f"<{cfg['config_idx']}> resumed after iteration {meta.iteration}/{iterations} from {CHECKPOINT}")
+    start = time.time()
+    for t in range(first, iterations + 1):
         info = meta.step()
         require_finite("the meta loss", info["meta_loss"], t * macro_step * len(tasks))
         if t % display == 0 or t == iterations:
@@ -204,12 +222,15 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger) -> list[dict]:
                 rows.append({"Env": task.env_name, "Agent": "MetaA2C", "Step": t * macro_step, "Return": ret,
                              "env_steps": t * macro_step * len(tasks), "meta_loss": info["meta_loss"]})
                 task.returns.clear()
-            speed = t * macro_step * len(tasks) / (time.time() - start)
+            speed = (t - first + 1) * macro_step * len(tasks) / (time.time() - start)
             logger.info(f"<{cfg['config_idx']}> Step {t * macro_step}/{iterations * macro_step} Iteration "
                         f"{t}/{iterations}: meta_loss={info['meta_loss']:.4f} return={rows[-1]['Return']:.3f} "
                         f"Speed={speed:.0f} (steps/s)")
         if save_every and t % save_every == 0:
             save_meta_params(lopt, str(log_dir / f"param_{t}.pt"))
+        if t % every == 0 and t < iterations:
+            save_checkpoint({"meta": meta.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
+                             "wall_seconds": time.time() - started}, log_dir / CHECKPOINT)
     save_meta_params(lopt, str(log_dir / "param.pt"))
     for name in names:
         logs.write_results_csv(logs.result_file(log_dir, name),
@@ -383,18 +404,27 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     config_idx = config_index(sweeper, args.config_idx)
     cfg = apply_flags(sweeper.generate_config_for_idx(config_idx), args)
     preflight(cfg)
-    if args.out_dir:
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    checkpoint = None
+    if args.resume:
+        log_dir = Path(args.out_dir) if args.out_dir else Path(args.logs_root) / sweeper.config_name / str(config_idx)
+        checkpoint = resume_checkpoint(log_dir, cfg, args)
+    elif args.out_dir:
         log_dir = logs.prepare_run_folder(args.out_dir, cfg, overwrite=args.overwrite)
     else:
         log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, config_idx, overwrite=args.overwrite,
                                     config=cfg)
-    logs.write_config(log_dir, cfg)
-    start = time.time()
-    with logs.Logger(log_dir) as logger:
-        logger.info(f"<{config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
+    if checkpoint is None:
+        logs.write_config(log_dir, cfg)
+    start = time.time() - (checkpoint["wall_seconds"] if checkpoint else 0.0)
+    with logs.Logger(log_dir, mode="a" if checkpoint else "w") as logger:
+        if checkpoint is None:
+            logger.info(f"<{config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
         torch.manual_seed(cfg["seed"])
-        runner = {"A2C": run_a2c, "CollectA2C": run_collect, "MetaA2C": run_meta_a2c,
-                  "RNNIdentity": run_identity, "PPO": run_ppo}
+        runner = {"A2C": run_a2c, "CollectA2C": run_collect, "RNNIdentity": run_identity, "PPO": run_ppo,
+                  "MetaA2C": partial(run_meta_a2c, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                                     started=start)}
         try:
             rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
         except Diverged as error:   # summary.json says so, and the log
@@ -404,6 +434,25 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
         if rows and "Step" in rows[0]:
             write_outputs(log_dir, rows, start)
         logs.finish(logger, start)
+    (log_dir / CHECKPOINT).unlink(missing_ok=True)      # a finished run has nothing to resume
+
+
+def resume_checkpoint(log_dir: Path, cfg: dict, args) -> dict:
+    """The checkpoint of the killed MetaA2C run in `log_dir`, after checking that this command
+    is that run's (same decoded config) and that it did not finish."""
+    if cfg["agent"]["name"] != "MetaA2C":
+        raise UsageError(f"--resume continues MetaA2C (meta-training) runs; {cfg['agent']['name']} runs are "
+                         f"short: run them again")
+    if args.overwrite:
+        raise UsageError("--resume continues a run and --overwrite starts it again: give one of them")
+    if logs.is_finished_log(log_dir / logs.LOG_FILE):
+        raise UsageError(f"--resume: {log_dir} holds a finished run (its {logs.LOG_FILE} ends with the time line)")
+    if not (log_dir / CHECKPOINT).is_file():
+        raise UsageError(f"--resume: no {CHECKPOINT} in {log_dir} (a run writes one every --checkpoint-every "
+                         f"meta-iterations); start it without --resume")
+    if not logs.holds_same_run(log_dir, cfg):
+        raise UsageError(f"--resume: {log_dir} holds another run (its config.json is not this command's config)")
+    return load_checkpoint(log_dir / CHECKPOINT)
 
 
 def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:

@@ -165,18 +165,21 @@ class MetaA2C:
             torch.nn.utils.clip_grad_norm_(self.phi, self.meta_grad_norm)
 
     def state_dict(self) -> dict:
+        """Everything a resumed meta-training needs to continue exactly: φ, the meta-optimizer,
+        and per task the agents' θ, optimizer states, envs, episode returns and random streams."""
         return {"lopt": self.lopt.state_dict(), "meta_optimizer": self.meta_optimizer.state_dict(),
                 "iteration": self.iteration,
                 "tasks": [{"params": t.params, "state": t.state, "obs": t.obs, "running": t.running,
-                           "env": t.env.state_dict(), "generator": t.generator.get_state()}
+                           "returns": list(t.returns), "env": t.env.state_dict(),
+                           "generator": t.generator.get_state()}
                           for t in self.tasks]}
 
     def load_state_dict(self, state: dict) -> None:
         self.lopt.load_state_dict(state["lopt"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.iteration = state["iteration"]
-        for task, saved in zip(self.tasks, state["tasks"]):
+        for task, saved in zip(self.tasks, state["tasks"], strict=True):
             task.params, task.state, task.obs = saved["params"], saved["state"], saved["obs"]
-            task.running = saved["running"]
+            task.running, task.returns = saved["running"], list(saved["returns"])
             task.env.load_state_dict(saved["env"])
             task.generator.set_state(saved["generator"])

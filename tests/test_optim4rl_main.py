@@ -203,3 +203,37 @@ def test_update_against_gradient_slope_tells_sign_sgd_from_sgd(tmp_path):
     assert update_vs_gradient(tmp_path / "sign")["median_update"] == pytest.approx(14.8)
     out = plot_update_vs_gradient([tmp_path / "sign", tmp_path / "sgd"], ["sign", "sgd"], tmp_path / "phi.png")
     assert out.stat().st_size > 1000
+
+
+def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
+    import os
+    import signal
+    import time
+
+    import torch
+    args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=24000",
+            "--set", "agent.reset_interval=8", "--checkpoint-every", "3"]          # 30 meta-iterations
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_train("optim4rl", *args, "--out-dir", str(whole)).returncode == 0
+    assert not (whole / "checkpoint.pt").exists()                                 # a finished run keeps none
+    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(cut)],
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and "Iteration 10/" not in ((cut / "log.txt").read_text()
+                                                             if (cut / "log.txt").exists() else ""):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (cut / "checkpoint.pt").exists() and not is_finished_log(cut / "log.txt"), "nothing was tested"
+    for wrong in (["--seed", "5"], ["--overwrite"]):                               # not this run: refused
+        refused = run_train("optim4rl", *args, *wrong, "--resume", "--out-dir", str(cut))
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed after iteration" in (cut / "log.txt").read_text()
+    assert (cut / "result_catch.csv").read_text() == (whole / "result_catch.csv").read_text()
+    a, b = (torch.load(d / "param.pt") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    again = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut))        # finished: nothing to resume
+    assert again.returncode == 2 and "finished" in again.stderr
