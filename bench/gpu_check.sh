@@ -35,10 +35,13 @@ GPU_RUNS=(
   # STEVE on HalfCheetah-v5 at the laptop sizes (ensembles 4/4/4, H = 3): 1000 random frames,
   # 100 world-model pretraining updates, then 2000 frames of one value + one world-model update each
   "steve|steve-halfcheetah|steve/train.py experiments/laptop/halfcheetah/steve0.json --device cuda --frames 3000 --eval-every 3000 --set model_config.pretrain_n=100 --no-plots"
+  # Optim4RL meta-training at the reference's grid_meta scale (6 gridworlds x 512 agents, K = 4):
+  # 4 meta-iterations (204 800 steps per task); env steps counted over all six tasks
+  "optim4rl|optim4rl-grid-meta|optim4rl/main.py --config_file grid_meta --config_idx 1 --device cuda --set env.train_steps=204800 --set display_interval=1"
 )
 # Not on the GPU by design (no line): synthetic_envs (small inner CPU agents; --device is only
-# validated) and optim4rl (refuses --device cuda: small populations, CPU only).
-NOT_ON_GPU="synthetic_envs and optim4rl (CPU by design)"
+# validated). optim4rl's PPO and RNNIdentity runs stay on the CPU.
+NOT_ON_GPU="synthetic_envs (CPU by design)"
 
 # -- CUDA or nothing: one line and exit 2, before anything is written ---------------------------
 probe=$("$PYTHON" -c '

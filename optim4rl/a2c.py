@@ -32,11 +32,13 @@ def train_a2c(env, env_name: str, optimizer, hyper: A2CHyper, train_steps: int, 
     """A2C for train_steps // (num_envs · rollout_steps) iterations. `learning_rate` multiplies
     the optimizer's update (1 when the optimizer holds its own lr). With `collect_every` = k > 0,
     every k-th parameter coordinate's gradient and update / lr are recorded each iteration."""
-    generator = torch.Generator().manual_seed(seed)
-    params = init_actor_critic(env_name, env.obs_shape, env.num_actions, 1, generator, big_map_torso)
+    generator = torch.Generator(device=env.device).manual_seed(seed)      # actions, on the env's device
+    init_generator = generator if env.device.type == "cpu" else torch.Generator().manual_seed(seed)
+    params = init_actor_critic(env_name, env.obs_shape, env.num_actions, 1, init_generator, big_map_torso,
+                               env.device)
     state = optimizer.init(params)
     obs = env.reset().unsqueeze(0)                                        # [1, E, C, H, W]
-    running = torch.zeros(1, env.num_envs)
+    running = torch.zeros(1, env.num_envs, device=env.device)
     macro_step = env.num_envs * hyper.rollout_steps
     result = A2CResult()
     lr = getattr(optimizer, "learning_rate", learning_rate)
@@ -52,8 +54,8 @@ def train_a2c(env, env_name: str, optimizer, hyper: A2CHyper, train_steps: int, 
             updates, state = optimizer.update(grads, state)
             params = {k: (v + learning_rate * updates[k]).detach() for k, v in params.items()}
         if collect_every:
-            result.grads.append(flat(grads)[::collect_every].numpy().copy())
-            result.updates.append((learning_rate * flat(updates)[::collect_every] / lr).numpy().copy())
+            result.grads.append(flat(grads)[::collect_every].cpu().numpy().copy())
+            result.updates.append((learning_rate * flat(updates)[::collect_every] / lr).cpu().numpy().copy())
         if finished:
             result.steps.append(iteration * macro_step)
             result.returns.append(float(np.mean(finished)))

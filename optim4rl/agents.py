@@ -49,9 +49,11 @@ def _lecun_normal(generator, agents: int, fan_in: int, *shape: int) -> torch.Ten
 
 
 def init_actor_critic(env_name: str, obs_shape: tuple[int, int, int], num_actions: int,
-                      agents: int, generator: torch.Generator, big_map_torso: str = "reference") -> Params:
+                      agents: int, generator: torch.Generator, big_map_torso: str = "reference",
+                      device: torch.device | str = "cpu") -> Params:
     """Fresh parameters for `agents` independent actor-critics (flax init: lecun-normal kernels,
-    zero biases). `big_map_torso` (BIG_MAP_TORSOS) chooses the big maps' convolution."""
+    zero biases), drawn on the CPU from `generator` (so every device starts from the same θ) and
+    moved to `device`. `big_map_torso` (BIG_MAP_TORSOS) chooses the big maps' convolution."""
     channels, height, width = obs_shape
     kind = feature_net_kind(env_name)
     params: Params = {}
@@ -71,7 +73,7 @@ def init_actor_critic(env_name: str, obs_shape: tuple[int, int, int], num_action
     params["actor.bias"] = torch.zeros(agents, 1, num_actions)
     params["critic.weight"] = _lecun_normal(generator, agents, hidden, hidden, 1)
     params["critic.bias"] = torch.zeros(agents, 1, 1)
-    return params
+    return {name: tensor.to(device) for name, tensor in params.items()}
 
 
 def _conv_same_2x2(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

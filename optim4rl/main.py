@@ -71,7 +71,9 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
     parser.add_argument("--smoke", action="store_true",
                         help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
                              f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
-    parser.add_argument("--device", default="cpu", help="cpu (default; only cpu is supported)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:N for A2C, CollectA2C and MetaA2C (default auto: CUDA "
+                             "when torch sees it); PPO and RNNIdentity run on the CPU")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed MetaA2C run from the checkpoint.pt in its folder (same command)")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
@@ -143,15 +145,15 @@ def make_agent_optimizer(cfg: dict, learning_rate=None, device="cpu"):
 
 
 # -- the agents ----------------------------------------------------------------------------------
-def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dict]:
+def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False, device="cpu") -> list[dict]:
     from optim4rl.a2c import train_a2c
     hyper, rows = a2c_hyper(cfg), []
     opt_name, _ = optimizer_spec(cfg, "agent_optimizer")
     for i, name in enumerate(env_names(cfg)):
-        env = make_env(name, int(cfg["env"]["num_envs"]), cfg["seed"] + i,
+        env = make_env(name, int(cfg["env"]["num_envs"]), cfg["seed"] + i, device,
                        reward_scaling=per_task(cfg["env"].get("reward_scaling", 1.0), len(env_names(cfg)),
                                                "reward_scaling")[i])
-        optimizer = make_agent_optimizer(cfg)
+        optimizer = make_agent_optimizer(cfg, device=device)
         logger.info(f"<{cfg['config_idx']}> env {name}: A2C with {opt_name}, {cfg['env']['train_steps']:.0f} steps")
         every = int(cfg["agent"].get("data_reduce", 100)) if collect else 0
 
@@ -173,8 +175,8 @@ def run_a2c(cfg: dict, log_dir: Path, logger, collect: bool = False) -> list[dic
     return rows
 
 
-def run_collect(cfg: dict, log_dir: Path, logger) -> list[dict]:
-    return run_a2c(cfg, log_dir, logger, collect=True)
+def run_collect(cfg: dict, log_dir: Path, logger, device="cpu") -> list[dict]:
+    return run_a2c(cfg, log_dir, logger, collect=True, device=device)
 
 
 def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
@@ -183,7 +185,7 @@ def run_ppo(cfg: dict, log_dir: Path, logger) -> list[dict]:
 
 
 def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = None, checkpoint_every: int = 0,
-                 started: float | None = None) -> list[dict]:
+                 started: float | None = None, device="cpu") -> list[dict]:
     """Meta-train φ. Every `checkpoint_every` meta-iterations (0: a twentieth of the run) the
     whole state goes to checkpoint.pt, atomically; `checkpoint` (that file's content) continues
     a killed run exactly."""
@@ -191,13 +193,14 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = Non
     hyper, inner = a2c_hyper(cfg), int(agent.get("inner_updates", 4))
     _, opt_kwargs = optimizer_spec(cfg, "agent_optimizer")
     lrs = per_task(opt_kwargs.get("learning_rate", 1e-3), len(names), "agent_optimizer learning_rate")
-    lopt = make_agent_optimizer(cfg, learning_rate=1.0)     # the task's lr scales the update
+    lopt = make_agent_optimizer(cfg, learning_rate=1.0, device=device)     # the task's lr scales the update
     _, meta_kwargs = optimizer_spec(cfg, "meta_optimizer")
     num_envs = int(cfg["env"]["num_envs"])
     scaling = per_task(cfg["env"].get("reward_scaling", 1.0), len(names), "reward_scaling")
     intervals = per_task(agent.get("reset_interval", 64), len(names), "reset_interval")
-    tasks = [Task(make_env(n, num_envs, cfg["seed"] + i, reward_scaling=scaling[i]), n, num_envs, lopt, lrs[i],
-                  int(intervals[i]), torch.Generator().manual_seed(cfg["seed"] + 1000 + i), big_map_torso(cfg))
+    tasks = [Task(make_env(n, num_envs, cfg["seed"] + i, device, reward_scaling=scaling[i]), n, num_envs, lopt,
+                  lrs[i], int(intervals[i]), torch.Generator(device=device).manual_seed(cfg["seed"] + 1000 + i),
+                  big_map_torso(cfg))
              for i, n in enumerate(names)]
     meta = MetaA2C(lopt, tasks, hyper, inner, meta_lr=meta_kwargs.get("learning_rate", 1e-3),
                    meta_grad_clip=meta_kwargs.get("grad_clip", -1), meta_grad_norm=meta_kwargs.get("grad_norm", -1),
@@ -398,12 +401,16 @@ def preflight(cfg: dict) -> None:
 
 def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     args = parse_args(argv, prog)
-    if resolve_device(args.device).type != "cpu":
-        raise UsageError(f"--device {args.device}: optim4rl runs on the CPU only (its populations are small)")
+    device = resolve_device(args.device)
     sweeper = Sweeper(find_config(args.config_file))
     config_idx = config_index(sweeper, args.config_idx)
     cfg = apply_flags(sweeper.generate_config_for_idx(config_idx), args)
     preflight(cfg)
+    if cfg["agent"]["name"] in ("PPO", "RNNIdentity"):
+        if device.type != "cpu" and args.device != "auto":
+            raise UsageError(f"--device {args.device}: {cfg['agent']['name']} runs on the CPU only (MuJoCo envs / "
+                             f"a small LSTM); A2C, CollectA2C and MetaA2C take CUDA")
+        device = torch.device("cpu")
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     checkpoint = None
@@ -420,11 +427,13 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     start = time.time() - (checkpoint["wall_seconds"] if checkpoint else 0.0)
     with logs.Logger(log_dir, mode="a" if checkpoint else "w") as logger:
         if checkpoint is None:
-            logger.info(f"<{config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}")
+            logger.info(f"<{config_idx}> {sweeper.config_name}: {cfg['agent']['name']}, seed {cfg['seed']}, "
+                        f"device {device}")
         torch.manual_seed(cfg["seed"])
-        runner = {"A2C": run_a2c, "CollectA2C": run_collect, "RNNIdentity": run_identity, "PPO": run_ppo,
+        runner = {"A2C": partial(run_a2c, device=device), "CollectA2C": partial(run_collect, device=device),
+                  "RNNIdentity": run_identity, "PPO": run_ppo,
                   "MetaA2C": partial(run_meta_a2c, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                                     started=start)}
+                                     started=start, device=device)}
         try:
             rows = runner[cfg["agent"]["name"]](copy.deepcopy(cfg), log_dir, logger)
         except Diverged as error:   # summary.json says so, and the log

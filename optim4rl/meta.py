@@ -58,7 +58,10 @@ def agents_to_reset(iteration: int, reset_interval: int, indexes: torch.Tensor, 
 
 
 class Task:
-    """One task's population: A agents, one env each, their θ, optimizer state and env state."""
+    """One task's population: A agents, one env each, their θ, optimizer state and env state, all
+    on the env's device (`generator`, which draws actions, must live there too). Fresh θ come
+    from `generator` on the CPU, and on another device from a CPU generator with its seed, so
+    every device starts from the same θ."""
 
     def __init__(self, env, env_name: str, agents: int, optimizer, learning_rate: float,
                  reset_interval: int, generator: torch.Generator, big_map_torso: str = "reference"):
@@ -68,20 +71,23 @@ class Task:
         self.reset_interval = reset_interval
         self.indexes = reset_indexes(reset_interval, agents)
         self.generator = generator
+        self.init_generator = (generator if generator.device.type == "cpu"
+                               else torch.Generator().manual_seed(generator.initial_seed()))
         self.params = self.fresh_params()
         self.state = optimizer.init(self.params)
         self.obs = env.reset().unsqueeze(1)                              # [A, 1, C, H, W]
-        self.running = torch.zeros(agents, 1)
+        self.running = torch.zeros(agents, 1, device=env.device)
         self.returns: list[float] = []
 
     def fresh_params(self) -> Params:
         return init_actor_critic(self.env_name, self.env.obs_shape, self.env.num_actions, self.agents,
-                                 self.generator, self.big_map_torso)
+                                 self.init_generator, self.big_map_torso, self.env.device)
 
     def pipeline_reset(self, mask: torch.Tensor) -> None:
         """Step 2: restart the masked agents: new θ, zero hidden state, a new episode."""
         if not mask.any():
             return
+        mask = mask.to(self.env.device)
         new_params = self.fresh_params()
         self.params = select_agents(mask, new_params, self.params)
         self.state = self.optimizer.reset_agents(self.state, mask)
@@ -123,6 +129,13 @@ def scale_to_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tens
         return grads
     norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
     return [g / norm * max_norm for g in grads]
+
+
+def to_device(tree, device):
+    """A nested dict of tensors, moved to `device`."""
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    return tree.to(device)
 
 
 class MetaA2C:
@@ -171,7 +184,7 @@ class MetaA2C:
                 "iteration": self.iteration,
                 "tasks": [{"params": t.params, "state": t.state, "obs": t.obs, "running": t.running,
                            "returns": list(t.returns), "env": t.env.state_dict(),
-                           "generator": t.generator.get_state()}
+                           "generator": t.generator.get_state(), "init_generator": t.init_generator.get_state()}
                           for t in self.tasks]}
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,7 +192,10 @@ class MetaA2C:
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.iteration = state["iteration"]
         for task, saved in zip(self.tasks, state["tasks"], strict=True):
-            task.params, task.state, task.obs = saved["params"], saved["state"], saved["obs"]
-            task.running, task.returns = saved["running"], list(saved["returns"])
+            device = task.env.device                     # a checkpoint is loaded onto the CPU
+            task.params, task.state = to_device(saved["params"], device), to_device(saved["state"], device)
+            task.obs, task.running = saved["obs"].to(device), saved["running"].to(device)
+            task.returns = list(saved["returns"])
             task.env.load_state_dict(saved["env"])
             task.generator.set_state(saved["generator"])
+            task.init_generator.set_state(saved["init_generator"])

@@ -237,3 +237,22 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut))        # finished: nothing to resume
     assert again.returncode == 2 and "finished" in again.stderr
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_meta_training_testing_and_big_maps_run_on_cuda(tmp_path):
+    meta = run_train("optim4rl", "--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=8000",
+                     "--device", "cuda", "--checkpoint-every", "2", "--out-dir", str(tmp_path / "meta"))
+    assert meta.returncode == 0, meta.stderr[-2000:]
+    assert "device cuda" in (tmp_path / "meta" / "log.txt").read_text()
+    lopt = run_train("optim4rl", "--config", "catch_lopt", "--config_idx", "1", "--set", "env.train_steps=20000",
+                     "--param-load-path", str(tmp_path / "meta" / "param.pt"), "--device", "cuda",
+                     "--out-dir", str(tmp_path / "lopt"))
+    assert lopt.returncode == 0, lopt.stderr[-2000:]
+    big = run_train("optim4rl", "--config", "bdl_collect", "--smoke", "--set", "env.train_steps=20000", "--device", "cuda",
+                    "--out-dir", str(tmp_path / "big"))
+    assert big.returncode == 0, big.stderr[-2000:]
+    assert np.load(tmp_path / "big" / "data.npz")["grad"].shape[0] > 0
+    ppo = run_train("optim4rl", "--config", "inverted_double_pendulum_lopt", "--config_idx", "2", "--device", "cuda",
+                    "--out-dir", str(tmp_path / "ppo"))
+    assert ppo.returncode == 2 and "CPU only" in ppo.stderr and not (tmp_path / "ppo").exists()

@@ -20,7 +20,7 @@ class ChainEnv:
     s -> (s + a) mod 4, reward 1 when a == s mod 3, episodes of 5 steps. Deterministic given the
     actions, so the meta-loss is a smooth function of φ for a finite-difference check."""
 
-    obs_shape, num_actions, name = (1, 2, 2), 3, "catch"
+    obs_shape, num_actions, name, device = (1, 2, 2), 3, "catch", torch.device("cpu")
 
     def __init__(self, num_envs):
         self.num_envs = num_envs
