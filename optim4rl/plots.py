@@ -71,7 +71,7 @@ def compare(run_dirs: list[Path], labels: list[str], out: Path, title: str = "",
             ax.plot(steps, smooth(returns, window), label=label if len(labels) > 1 else f"{label} {env}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
-    ax.set_title(title + (f" (moving average of {window} points)" if window > 1 else ""))
+    ax.set_title(title + (f" (moving average of {window} points)" if window > 1 else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
