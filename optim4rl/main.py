@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from functools import partial
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
