@@ -85,7 +85,7 @@ def update_vs_gradient(run_dir: Path) -> dict:
     least-squares slope of log|update| on log|g| and the median |update| / |g|."""
     path = Path(run_dir) / "data.npz"
     if not path.is_file():
-        raise SystemExit(f"plots.py: error: {path} not found (run a *_collect config first)")
+        raise FileNotFoundError(f"{path} not found (run a *_collect config first)")
     data = np.load(path)
     grad, update = np.abs(data["grad"]).ravel(), np.abs(data["update"]).ravel()
     keep = (grad > 0) & (update > 0) & np.isfinite(grad) & np.isfinite(update)
@@ -132,6 +132,9 @@ def main(argv=None) -> None:
     if args.labels and len(args.labels) != len(args.runs):
         parser.error(f"--labels gives {len(args.labels)} labels for {len(args.runs)} runs")
     if args.phi:
+        missing = [str(r / "data.npz") for r in args.runs if not (r / "data.npz").is_file()]
+        if missing:
+            parser.error(f"no gradient data: {', '.join(missing)} (run a *_collect config first)")
         labels = args.labels or [f"{r.parent.name}/{r.name}" for r in args.runs]
         print(plot_update_vs_gradient(args.runs, labels, args.out or Path("update_vs_gradient.png")))
         return
