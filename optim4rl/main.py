@@ -214,7 +214,10 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = Non
         meta.load_state_dict(checkpoint["meta"])
         rows, first = checkpoint["rows"], meta.iteration + 1
         torch.set_rng_state(checkpoint["torch_rng"])
-        logger.info(f"<{cfg['config_idx']}> resumed after iteration {meta.iteration}/{iterations} from {CHECKPOINT}")
+        threads = checkpoint.get("torch_threads", torch.get_num_threads())
+        torch.set_num_threads(threads)      # CPU sums are split per thread: the killed run's split gives its φ
+        logger.info(f"<{cfg['config_idx']}> resumed after iteration {meta.iteration}/{iterations} from {CHECKPOINT} "
+                    f"({threads} torch threads, as the killed run)")
     start = time.time()
     for t in range(first, iterations + 1):
         info = meta.step()
@@ -233,7 +236,7 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = Non
             save_meta_params(lopt, str(log_dir / f"param_{t}.pt"))
         if t % every == 0 and t < iterations:
             save_checkpoint({"meta": meta.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
-                             "wall_seconds": time.time() - started}, log_dir / CHECKPOINT)
+                             "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - started}, log_dir / CHECKPOINT)
     save_meta_params(lopt, str(log_dir / "param.pt"))
     for name in names:
         logs.write_results_csv(logs.result_file(log_dir, name),

@@ -7,10 +7,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_train(paper: str, *args, timeout=600) -> subprocess.CompletedProcess:
-    """`python <paper>/train.py ARGS` in a subprocess, from the repository root."""
+def run_train(paper: str, *args, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """`python <paper>/train.py ARGS` in a subprocess, from the repository root (`env`: its
+    environment variables, default this process's)."""
     return subprocess.run([sys.executable, str(ROOT / paper / "train.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 def rows(path) -> list[dict]:

@@ -214,10 +214,11 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=24000",
             "--set", "agent.reset_interval=8", "--checkpoint-every", "3"]          # 30 meta-iterations
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert run_train("optim4rl", *args, "--out-dir", str(whole)).returncode == 0
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}         # the resume below runs with this shell's default
+    assert run_train("optim4rl", *args, "--out-dir", str(whole), env=one_thread).returncode == 0
     assert not (whole / "checkpoint.pt").exists()                                 # a finished run keeps none
     proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(cut)],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            cwd=ROOT, env=one_thread,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and "Iteration 10/" not in ((cut / "log.txt").read_text()
@@ -229,9 +230,10 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     for wrong in (["--seed", "5"], ["--overwrite"]):                               # not this run: refused
         refused = run_train("optim4rl", *args, *wrong, "--resume", "--out-dir", str(cut))
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut))
+    resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut), env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed after iteration" in (cut / "log.txt").read_text()
+    assert "(1 torch threads, as the killed run)" in (cut / "log.txt").read_text()
     assert (cut / "result_catch.csv").read_text() == (whole / "result_catch.csv").read_text()
     a, b = (torch.load(d / "param.pt") for d in (whole, cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
