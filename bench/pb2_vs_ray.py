@@ -28,8 +28,8 @@ What is counted, per method (PB2, PBT) and side (ours, Ray):
 
 The toy run (pb2_procgen/train.py --env toy --batchsize 4 --no-plots, all else default):
 population 4, t_ready 4 toy steps, max_budget 40 toy steps per agent -> 10 segments and 9
-exploit/explore rounds; h ∈ [0, 1]², initial h drawn uniformly by toy_space().sample with
-np.random.default_rng(seed); θ₀ = (0.9, 0.9); quantile 0.25 (1 agent replaced per round by a
+exploit/explore rounds; h ∈ [0, 1]², initial h drawn uniformly by toy_space().sample from
+the seed's initial-config stream (train.seed_streams); θ₀ = (0.9, 0.9); quantile 0.25 (1 agent replaced per round by a
 copy of the best); metric = the segment's train return Q. Ray is configured identically:
 - A class Trainable wrapping pb2_procgen.toy.ToyAgent (no re-implementation): step() =
   ToyAgent.train_segment(t_ready), reporting Q and agent_steps; save/load_checkpoint copy θ and
@@ -168,8 +168,9 @@ def worker_ours(method: str, seeds: list[int]) -> dict:
 def initial_population(seed: int) -> list[dict]:
     """The same initial h as train.py's new_state draws for this seed."""
     from pb2_procgen.search_space import toy_space
+    from pb2_procgen.train import seed_streams
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_streams(seed)[0])
     space = toy_space()
     return [space.sample(rng) for _ in range(POPULATION)]
 

@@ -236,7 +236,8 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = Non
             save_meta_params(lopt, str(log_dir / f"param_{t}.pt"))
         if t % every == 0 and t < iterations:
             save_checkpoint({"meta": meta.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
-                             "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - started}, log_dir / CHECKPOINT)
+                             "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - started},
+                            log_dir / CHECKPOINT)
     save_meta_params(lopt, str(log_dir / "param.pt"))
     for name in names:
         logs.write_results_csv(logs.result_file(log_dir, name),

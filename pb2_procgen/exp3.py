@@ -11,21 +11,17 @@ The time-varying version (TV.EXP3.M, Parker-Holder et al. 2021) adds the Exp3.S 
 (Auer et al. 2002, Fig. 8) to every arm, w_i ← w_i·exp(...) + (e·ω/K)·Σ_j w_j, so weight can flow
 back to an arm that becomes good later; ω = 1/(10·T) as in the reference code.
 
-Observation model used by `TVExp3M.update`. PB2 sees the reward of every agent's category, not
-only of the arms the bandit drew: as in the reference code, every row (one agent's interval) is a
-play of its category and the arm's estimate is the sum over its rows. A row that the last draw
-explains (at most as many rows of arm i as times i was drawn) is importance-weighted by the draw's
-inclusion probability p_i; the other rows (agents that held arm i regardless of the bandit) are
-observed with probability 1 and count as they are:
-    x̂_i = x̄_i · (min(n_i, d_i) / p_i + max(n_i - d_i, 0)),
-with n_i the rows of arm i in the round, d_i the times it was drawn and x̄_i their mean reward.
-For a pure bandit (only drawn arms are observed) this is exactly Exp3.M's x̂_i = x_i / p_i. An arm
-held by many agents therefore gathers more evidence per round (like the reference's per-row
-updates); min-max normalised rewards keep a popular but poor arm's gain near 0.
+The batch, as the reference plays it (procgen_autorl exp3.py): a round has k = B plays, one per
+agent of the population (the agents that keep training play their category too), so γ, the cap and
+the marginals m_i (Σ m = k) are those of k = B plays. Every row of the round (one agent's interval)
+is a play of its category; the arm's estimate is x̂_i = Σ_rows x / m_i (Exp3.M's x / p_i, summed
+over the arm's plays), then w_i ← w_i·exp(k·γ·x̂_i / K) for i ∉ S0 and the share term. Each
+explorer draws its category with probability m_i / k (the reference: DepRound with k = 1 on the
+normalised marginals); `draw` plays all k arms at once (DepRound), for a pure bandit.
 
-With k ≥ K plays (more agents to explore than categories), Exp3.M is undefined: the k arms are then
-drawn i.i.d. from the single-play distribution (as the reference does) and the inclusion
-probability is 1 - (1 - q_i)^k.
+With k ≥ K plays (a population larger than the categories), Exp3.M is undefined: the k plays are
+then i.i.d. from the single-play distribution q (as the reference does), m_i = k·q_i the expected
+plays of arm i, and no arm is capped.
 
 All state is a plain dict of numpy arrays / floats (`state_dict`).
 """
@@ -89,75 +85,60 @@ def dep_round(p, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 class TVExp3M:
-    """Time-varying Exp3 with multiple plays over `n_arms` categories for `horizon` rounds."""
+    """Time-varying Exp3 with k = `plays` plays per round over `n_arms` categories, `horizon` rounds."""
 
-    def __init__(self, n_arms: int, horizon: int = 50, omega: float | None = None):
-        if n_arms < 1:
-            raise ValueError("TVExp3M needs at least one arm")
-        self.n_arms, self.horizon = int(n_arms), int(horizon)
+    def __init__(self, n_arms: int, plays: int = 1, horizon: int = 50, omega: float | None = None):
+        if n_arms < 1 or plays < 1:
+            raise ValueError(f"TVExp3M needs at least one arm and one play, got {n_arms} and {plays}")
+        self.n_arms, self.plays, self.horizon = int(n_arms), int(plays), int(horizon)
         self.omega = 1.0 / (10.0 * max(horizon, 1)) if omega is None else float(omega)
+        self.gamma = exp3m_gamma(self.n_arms, self.plays, self.horizon) if self.n_arms > 1 else 0.0
         self.weights = np.full(self.n_arms, 1.0 / self.n_arms)
-        self._reset_draw()
 
-    def _reset_draw(self):
-        """Forget the last draw: which arms, their inclusion probabilities, S0 and the step
-        size η = k·γ/K (without a draw: the single-play η)."""
-        self.drawn = np.zeros(self.n_arms)
-        self.inclusion = np.zeros(self.n_arms)
-        self.capped = np.zeros(self.n_arms, bool)
-        self.eta = exp3m_gamma(self.n_arms, 1, self.horizon) / self.n_arms
-
-    def probabilities(self, k: int = 1) -> np.ndarray:
-        """Marginal play probabilities for k plays (Σ = min(k, K)); k = 1 gives a distribution."""
-        if k >= self.n_arms:
-            return np.ones(self.n_arms)
-        return exp3m_probabilities(self.weights, k, exp3m_gamma(self.n_arms, k, self.horizon))[0]
-
-    def draw(self, k: int, rng: np.random.Generator) -> np.ndarray:
-        """Choose k arms for this round (DepRound if k < K, else i.i.d.); remembers the draw."""
-        K = self.n_arms
+    def marginals(self):
+        """(m, capped): the expected plays of each arm in a round of k plays (Σm = k) and S0."""
+        K, k = self.n_arms, self.plays
         if K == 1:
-            arms, incl, capped, eta = np.zeros(k, int), np.ones(1), np.zeros(1, bool), 0.0
-        elif k < K:
-            gamma = exp3m_gamma(K, k, self.horizon)
-            incl, capped = exp3m_probabilities(self.weights, k, gamma)
-            arms, eta = dep_round(incl, k, rng), k * gamma / K
-        else:
-            gamma = exp3m_gamma(K, 1, self.horizon)
-            q, capped = exp3m_probabilities(self.weights, 1, gamma)
-            arms, eta = rng.choice(K, size=k, p=q / q.sum()), gamma / K
-            incl = 1.0 - (1.0 - q) ** k
-        self.drawn += np.bincount(arms, minlength=K)
-        self.inclusion = 1.0 - (1.0 - self.inclusion) * (1.0 - incl)
-        self.capped |= capped
-        self.eta = eta
-        return np.asarray(arms, int)
+            return np.full(1, float(k)), np.zeros(1, bool)
+        if k < K:
+            return exp3m_probabilities(self.weights, k, self.gamma)
+        q, _ = exp3m_probabilities(self.weights, 1, self.gamma)
+        return k * q / q.sum(), np.zeros(K, bool)
+
+    def probabilities(self) -> np.ndarray:
+        """The distribution one explorer's category is drawn from: m_i / k."""
+        m, _ = self.marginals()
+        return m / m.sum()
+
+    def choose(self, rng: np.random.Generator) -> int:
+        """One explorer's category (the reference's DepRound(k = 1) on the normalised marginals)."""
+        return int(rng.choice(self.n_arms, p=self.probabilities()))
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """All k plays of a round: DepRound if k < K (k distinct arms), else i.i.d."""
+        m, _ = self.marginals()
+        if self.plays < self.n_arms:
+            return dep_round(m, self.plays, rng)
+        return rng.choice(self.n_arms, size=self.plays, p=m / m.sum())
 
     def update(self, arms, rewards) -> None:
-        """TV.EXP3.M step 5 and the share term, for one round of rewards in [0, 1], one per row."""
+        """TV.EXP3.M step 5 and the share term, for one round's rows: arm and reward in [0, 1]."""
         arms, rewards = np.asarray(arms, int), np.asarray(rewards, float)
         K = self.n_arms
-        x_hat = np.zeros(K)
-        for i in np.unique(arms):
-            rows = arms == i
-            n, d = rows.sum(), self.drawn[i]
-            by_draw = min(n, d) / max(self.inclusion[i], 1e-12)    # x̂_i = x_i / p_i for drawn rows
-            x_hat[i] = rewards[rows].mean() * (by_draw + max(n - d, 0))
-        log_w = np.log(self.weights) + np.where(self.capped, 0.0, self.eta * x_hat)  # ·exp(kγx̂/K)
+        m, capped = self.marginals()
+        x_hat = np.bincount(arms, weights=rewards, minlength=K) / np.maximum(m, 1e-12)
+        eta = self.plays * self.gamma / K
+        log_w = np.log(self.weights) + np.where(capped, 0.0, eta * x_hat)   # ·exp(kγx̂/K)
         w = np.exp(log_w - log_w.max())          # rescaled (only ratios matter): no overflow
         w = w / w.sum() + np.e * self.omega / K  # + Exp3.S share term (e·ω/K)·Σw, with Σw = 1
         self.weights = w / w.sum()
-        self._reset_draw()
 
     def state_dict(self) -> dict:
-        return {"n_arms": self.n_arms, "horizon": self.horizon, "omega": self.omega,
-                "weights": self.weights.copy(), "drawn": self.drawn.copy(),
-                "inclusion": self.inclusion.copy(), "capped": self.capped.copy(),
-                "eta": self.eta}
+        return {"n_arms": self.n_arms, "plays": self.plays, "horizon": self.horizon,
+                "omega": self.omega, "weights": self.weights.copy()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.n_arms, self.horizon = int(state["n_arms"]), int(state["horizon"])
-        self.omega, self.eta = float(state["omega"]), float(state["eta"])
-        for name in ("weights", "drawn", "inclusion"):
-            setattr(self, name, np.array(state[name], float))
-        self.capped = np.array(state["capped"], bool)
+        for name in ("n_arms", "plays", "horizon"):
+            if int(state[name]) != getattr(self, name):
+                raise ValueError(f"checkpoint's bandit has {name} = {state[name]}, this run {getattr(self, name)}")
+        self.omega, self.weights = float(state["omega"]), np.array(state["weights"], float)

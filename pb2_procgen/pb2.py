@@ -13,36 +13,36 @@ hyperparameter handled as in Parker-Holder et al. 2021 (`cat_exp`):
 The data (Sec. 3.2): one row per interval of one agent, X = [t, R_before, hyperparameters],
 y = (R_after - R_before) / Δt. Before each fit, t and R_before are min-max normalised to [0, 1]
 over the rows used plus the new point, the continuous hyperparameters by their bounds, and y is
-standardised and clipped to [-2, 2]. The candidate's context is the parent's (t, R_before).
+standardised and clipped to [-2, 2]. A row is keyed by its interval's start (t, R_before), and
+the candidate is scored at the start of the interval it will run: the parent's current (t, R).
 
 Acquisition (Alg. 2, as in the reference code and Ray Tune): UCB(x) = μ(x) + sqrt(β)·σ²(x) — note
 the posterior *variance*, not the standard deviation — with β = max(0.2·ln(0.4·N), 0), N the rows of
 the GP; maximised over the normalised box with 10 random starts of L-BFGS-B (analytic gradients).
 
-Batch (GP-BUCB, Desautels et al. 2014): the configs already chosen this round ("pending") are
-added with the same context and y = 0 to a second GP, and the UCB takes its mean from the first GP
-and its variance from the second. The second GP keeps the first one's hyperparameters (pure
-GP-BUCB, so its variance is lower everywhere and much lower at the pending points). The reference
-re-optimises them on the data plus the y = 0 rows; that treats the made-up zeros as data: on a
-test problem the refit noise variance grew ninefold and the variance AT the pending point rose
-(0.009 -> 0.037), so the batch could pick the same point twice. REFIT_PENDING_GP = True restores
-the reference's refit (warm-started from the first fit).
+Batch (GP-BUCB, Desautels et al. 2014), as the reference (procgen_autorl pbt.py): the configs of
+the agents that keep running this round ("pending": every agent outside the top quantile, the
+explorer's own current config included, then each explorer's new config once it is chosen) are
+added with the candidate's context and y = 0 to a second GP, and the UCB takes its mean from the
+first GP and its variance from the second; at B = 4 the second GP sees 3 pending rows. The second
+GP keeps the first one's hyperparameters (pure GP-BUCB, so its variance is lower everywhere and much
+lower at the pending points). The reference re-optimises them on the data plus the y = 0 rows; that
+treats the made-up zeros as data: on a test problem the refit noise variance grew ninefold and the
+variance AT the pending point rose (0.009 -> 0.037), so the batch could pick the same point twice.
+REFIT_PENDING_GP = True restores the reference's refit (warm-started from the first fit).
 
 The acquisition's 10 L-BFGS-B starts are the 10 best of ACQ_CANDIDATES uniform random points (the
 reference: 10 uniform points). With standardised, clipped y the UCB is flat far from the data, and
 a plain uniform start there stops at once; screening the starts makes the 10 runs find the peaks.
 
-Rounds of the bandit: call `begin_round(n_explore)` once per exploit/explore step, before the
-selects of that round. It (1) updates TV.EXP3.M with the rows observed since the previous round:
-arm = each row's category, reward = its y min-max normalised to [0, 1] over all stored rows (see
-exp3.py for how a round's rows become one reward per arm), then (2) draws the categories of all
-n_explore agents with ONE DepRound draw of n_explore arms (shuffled); each select() then takes the
-next one. If select() finds no category left (begin_round was not called, or more selects than
-announced), it draws a single arm on the spot (lazy fallback). Without a categorical or with
-cat_exp="random" begin_round does nothing.
+The categorical bandit (PB2-Mult, PB2-Mix) plays the population: k = B plays per round (see
+exp3.py). The first select() after new rows updates TV.EXP3.M with them (arm = each row's category,
+reward = its y min-max normalised to [0, 1] over all stored rows); each select() then draws its
+explorer's category from the B-play marginals, normalised.
 
-Everything random comes from one np.random.Generator(seed), so equal seeds and equal calls give
-equal configs; `state_dict` holds the data, the bandit and the generator's state.
+Randomness: the explorer has its own np.random.Generator (seed: an int or a SeedSequence), so equal
+seeds and equal calls give equal configs; `state_dict` holds the data, the bandit and the
+generator's state.
 """
 from __future__ import annotations
 
@@ -129,8 +129,8 @@ def fit_batch_gps(X, ys, pending, n_cat, rng) -> tuple[GP, GP]:
 def pb2_select_config(X, y, context, pending, n_cat, rng) -> tuple[np.ndarray, GP]:
     """One PB2 selection on normalised rows X = [t, R, hps..., cats...] (Alg. 2): standardise y,
     fit the GPs, maximise UCB at the context; returns (normalised hps, first GP).
-    `context` is the normalised [t, R, (cat)]; `pending` the rows [t, R, hps, (cat)] chosen
-    already in this round."""
+    `context` is the normalised [t, R, (cat)]; `pending` the rows [t, R, hps, (cat)] of the configs
+    running this round."""
     ys = standardise(np.asarray(y, float))
     gp1, gp2 = fit_batch_gps(X, ys, pending, n_cat, rng)
     n_hp = X.shape[1] - 2 - n_cat
@@ -143,11 +143,12 @@ class PB2Explorer:
     """PB2 / PB2-Rand / PB2-Mult / PB2-Mix explore step over a SearchSpace (see module docstring).
 
     `n_rounds` is the expected number of exploit/explore rounds, the horizon T that sets TV.EXP3.M's
-    exploration rate γ and share rate ω = 1/(10T) (e.g. max_budget / t_ready).
+    exploration rate γ and share rate ω = 1/(10T) (e.g. max_budget / t_ready); `population` is B,
+    the bandit's plays per round.
     """
 
-    def __init__(self, space: SearchSpace, cat_exp: str, seed: int, max_rows: int = 1000,
-                 n_rounds: int = 50):
+    def __init__(self, space: SearchSpace, cat_exp: str, seed, max_rows: int = 1000,
+                 n_rounds: int = 50, population: int = 4):
         if cat_exp not in CAT_EXPLORATIONS:
             raise UsageError(f"unknown cat_exp {cat_exp!r}; allowed: {', '.join(CAT_EXPLORATIONS)}")
         if max_rows < 1:
@@ -159,17 +160,18 @@ class PB2Explorer:
         self.span[self.span <= 0] = 1.0
         self.cat_values = list(space.categorical[1]) if space.categorical else None
         use_bandit = self.cat_values is not None and cat_exp in ("exp3_dep", "cocabo")
-        self.bandit = TVExp3M(len(self.cat_values), n_rounds) if use_bandit else None
+        self.bandit = TVExp3M(len(self.cat_values), population, n_rounds) if use_bandit else None
         self.rng = np.random.default_rng(seed)
         self.rows = {k: np.zeros(0) for k in ("t", "r", "y", "c")}
         self.rows["h"] = np.zeros((0, len(self.names)))
-        self._new_arms, self._new_y, self._queue = [], [], []
+        self._new_arms, self._new_y = [], []
         self.last_fit: dict = {}
 
     # -- data ------------------------------------------------------------------------------------
     def observe(self, t: float, reward_before: float, reward_after: float, dt: float,
                 config: dict) -> None:
-        """Add the row ([t, R_before, hps, cat], y = ΔR/Δt) of one agent's interval; rows with
+        """Add the row ([t, R_before, hps, cat], y = ΔR/Δt) of one agent's interval, keyed by its
+        start (t, R_before): the context a candidate is scored at is where its interval starts. Rows with
         Δt <= 0 or a non-finite value are dropped; only the latest max_rows are kept."""
         if not dt > 0 or not np.all(np.isfinite([t, reward_before, reward_after, dt])):
             return
@@ -197,17 +199,6 @@ class PB2Explorer:
         return self.cat_values.index(value)
 
     # -- the categorical bandit --------------------------------------------------------------------
-    def begin_round(self, n_explore: int) -> list:
-        """Update TV.EXP3.M with the rows since the last round, then draw the categories of this
-        round's n_explore agents in one DepRound draw; returns them (empty without a bandit)."""
-        if self.bandit is None or n_explore < 1:
-            return []
-        self._update_bandit()
-        arms = self.bandit.draw(int(n_explore), self.rng)
-        self.rng.shuffle(arms)
-        self._queue = [int(a) for a in arms]
-        return [self.cat_values[a] for a in self._queue]
-
     def _update_bandit(self) -> None:
         """Reward of a row = its y min-max normalised to [0, 1] over all stored rows."""
         if not self._new_arms:
@@ -223,7 +214,8 @@ class PB2Explorer:
         """TV.EXP3.M's current single-play distribution over the categorical values."""
         if self.bandit is None:
             return {}
-        return dict(zip(self.cat_values, map(float, self.bandit.probabilities(1))))
+        self._update_bandit()
+        return dict(zip(self.cat_values, map(float, self.bandit.probabilities())))
 
     def _choose_category(self, parent_config: dict):
         if self.cat_values is None:
@@ -232,17 +224,16 @@ class PB2Explorer:
             if self.rng.random() < RESAMPLE_PROB:
                 return int(self.rng.integers(len(self.cat_values)))
             return self._cat_index(parent_config)
-        if not self._queue:                                         # lazy fallback: one arm
-            self.begin_round(1)
-        return self._queue.pop(0)
+        self._update_bandit()                                       # the rows since last round
+        return self.bandit.choose(self.rng)
 
     # -- selection -------------------------------------------------------------------------------
     def select(self, parent_t: float, parent_reward: float, parent_config: dict,
                pending: list[dict]) -> dict:
-        """A new config for an agent that copied `parent`; `pending` are the configs already
-        chosen in this round (GP-BUCB). (parent_t, parent_reward) is the fixed context, in the
-        same units as observe()'s (t, reward_before): the reference uses the t and R_before of
-        the parent's most recent row."""
+        """A new config for an agent that copied `parent`; `pending` are the configs of the agents
+        that keep running this round (GP-BUCB, see the module docstring). (parent_t,
+        parent_reward), the parent's current steps and return, is the fixed context, in the units
+        of observe()'s (t, reward_before); the reference uses the parent's latest row's context."""
         with single_threaded_blas():
             return self._select(parent_t, parent_reward, parent_config, pending)
 
@@ -275,11 +266,9 @@ class PB2Explorer:
         cats = [rows["c"][:, None]] if cocabo else []
         X = np.column_stack([t, r, rows["h"]] + cats)
         context = np.array([t0, r0] + ([cat] if cocabo else []), float)
-        same_cat = [c for c in pending if self.cat_exp != "exp3_dep" or cat is None
-                    or self._cat_index(c) == cat]
-        P = np.array([np.concatenate([[t0, r0], self._hps(c)] +
-                                     ([[self._cat_index(c)]] if cocabo else [])) for c in same_cat])
-        z, gp = pb2_select_config(X, rows["y"], context, P.reshape(len(same_cat), X.shape[1]),
+        P = np.array([np.concatenate([[t0, r0], self._hps(c)] +      # every pending config, as the
+                                     ([[self._cat_index(c)]] if cocabo else [])) for c in pending])  # reference
+        z, gp = pb2_select_config(X, rows["y"], context, P.reshape(len(pending), X.shape[1]),
                                   int(cocabo), self.rng)
         self.last_fit = gp.named_params()
         return z
@@ -289,8 +278,7 @@ class PB2Explorer:
         return {"cat_exp": self.cat_exp, "rows": {k: v.copy() for k, v in self.rows.items()},
                 "rng": self.rng.bit_generator.state,
                 "bandit": self.bandit.state_dict() if self.bandit is not None else None,
-                "new_arms": np.array(self._new_arms, int), "new_y": np.array(self._new_y, float),
-                "queue": np.array(self._queue, int)}
+                "new_arms": np.array(self._new_arms, int), "new_y": np.array(self._new_y, float)}
 
     def load_state_dict(self, state: dict) -> None:
         if state["cat_exp"] != self.cat_exp:
@@ -302,4 +290,3 @@ class PB2Explorer:
             self.bandit.load_state_dict(state["bandit"])
         self._new_arms = [int(a) for a in state["new_arms"]]
         self._new_y = [float(v) for v in state["new_y"]]
-        self._queue = [int(a) for a in state["queue"]]

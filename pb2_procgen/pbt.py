@@ -61,20 +61,21 @@ def pbt_explore(config: dict, space: SearchSpace, rng: np.random.Generator,
 
 def explore_round(agents, configs, rewards, bottom, parents, space, search, explorer, rng):
     """Exploit and explore for every bottom agent; returns the new configs. PB2 chooses the
-    round's configs as a batch: configs already chosen are pending for the next ones."""
+    round's configs as a batch (GP-BUCB, as the reference): the configs of every agent outside the
+    top quantile are pending, each bottom agent's replaced by its new config once chosen."""
     new_configs = list(configs)
-    pending = []
-    if search == "PB2":  # one DepRound draw of categories for the whole batch (PB2-Mult/Mix)
-        explorer.begin_round(len(bottom))
+    ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
+    top = set(np.argsort(ranked, kind="stable")[-len(bottom):].tolist()) if bottom else set()
+    running = [i for i in range(len(configs)) if i not in top]
     for agent_index, parent_index in zip(bottom, parents):
         exploit(agents[agent_index], agents[parent_index])
         parent_config = configs[parent_index]
         if search == "PBT":
             new = pbt_explore(parent_config, space, rng)
         else:
+            pending = [new_configs[i] for i in running]
             new = explorer.select(agents[parent_index].agent_steps, rewards[parent_index],
                                   parent_config, pending)
-        pending.append(new)
         new_configs[agent_index] = new
         agents[agent_index].set_hyperparameters(new)
     return new_configs

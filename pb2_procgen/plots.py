@@ -3,6 +3,8 @@ per agent (the paper's schedule plots) and the categorical choice per agent over
 
     python pb2_procgen/plots.py RUN_DIR                       # the run's own PNGs
     python pb2_procgen/plots.py --compare RUN_DIR... --out F  # several runs on one figure
+    python pb2_procgen/plots.py --methods RUN_DIR... --out F  # runs grouped by method: mean ± s.e.
+                                                              # over seeds, and a markdown table
 """
 from __future__ import annotations
 
@@ -39,12 +41,17 @@ def per_round(rows: list[dict], column: str):
             [np.nanmean(rounds[r]) for r in order])
 
 
+def method_of(run_dir: Path) -> str:
+    """PBT, random search, PB2-Rand, PB2-Mult or PB2-Mix, from the run's config."""
+    config = json.loads((run_dir / "config.json").read_text())
+    return {"PBT": "PBT", "random": "random search"}.get(config["search"]) or {
+        "random": "PB2-Rand", "exp3_dep": "PB2-Mult", "cocabo": "PB2-Mix"}[config["cat_exp"]]
+
+
 def label_of(run_dir: Path) -> str:
     try:
-        config = json.loads((run_dir / "config.json").read_text())
-        name = config["search"] if config["search"] == "PBT" else {
-            "random": "PB2-Rand", "exp3_dep": "PB2-Mult", "cocabo": "PB2-Mix"}[config["cat_exp"]]
-        return f"{name} seed {config['seed']}"
+        seed = json.loads((run_dir / "config.json").read_text())["seed"]
+        return f"{method_of(run_dir)} seed {seed}"
     except (OSError, KeyError, ValueError):
         return run_dir.name
 
@@ -122,6 +129,59 @@ def plot_compare(run_dirs, out: Path, column: str = "test_return") -> Path:
     return out
 
 
+def method_curves(run_dirs, column: str = "test_return") -> dict:
+    """Per method: env steps, and per seed the best agent's and the population mean's `column`
+    per round (runs of one method must have the same rounds)."""
+    methods = defaultdict(lambda: {"best": [], "mean": [], "wall": []})
+    for run_dir in map(Path, run_dirs):
+        steps, best, mean = per_round(read_rows(run_dir), column)
+        entry = methods[method_of(run_dir)]
+        if "steps" in entry and entry["steps"] != steps:
+            raise ValueError(f"{run_dir}: other rounds than the other {method_of(run_dir)} runs")
+        entry["steps"] = steps
+        entry["best"].append(best)
+        entry["mean"].append(mean)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        entry["wall"].append(summary["wall_seconds"])
+    return dict(methods)
+
+
+def mean_se(values, axis=0):
+    values = np.asarray(values, float)
+    n = values.shape[axis]
+    return values.mean(axis), (values.std(axis, ddof=1) / np.sqrt(n) if n > 1 else 0 * values.mean(axis))
+
+
+def plot_methods(run_dirs, out: Path, column: str = "test_return") -> tuple[Path, str]:
+    """Best agent's and population mean's return against env steps, mean ± s.e. over each
+    method's seeds; returns the figure and a markdown table (final and mean-over-rounds values)."""
+    methods = method_curves(run_dirs, column)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    lines = ["| method | seeds | best agent, final (mean ± s.e.) | best agent, mean over rounds | "
+             "population mean, final | population mean, mean over rounds | wall per run |",
+             "|---|---|---|---|---|---|---|"]
+    for name, entry in methods.items():
+        cells = []
+        for ax, key, title in ((axes[0], "best", "best agent"), (axes[1], "mean", "population mean")):
+            mean, se = mean_se(entry[key])
+            line, = ax.plot(entry["steps"], mean, marker="o", ms=3, label=f"{name} ({len(entry[key])} seeds)")
+            ax.fill_between(entry["steps"], mean - se, mean + se, color=line.get_color(), alpha=0.2)
+            ax.set_title(f"{title}'s {column.replace('_', ' ')}, mean ± s.e. over seeds")
+            final, final_se = mean_se([run[-1] for run in entry[key]])
+            area, area_se = mean_se([np.mean(run) for run in entry[key]])
+            cells += [f"{final:.1f} ± {final_se:.1f}", f"{area:.1f} ± {area_se:.1f}"]
+        lines.append(f"| {name} | {len(entry['best'])} | " + " | ".join(cells) +
+                     f" | {np.mean(entry['wall']):.0f} s |")
+    for ax in axes:
+        ax.set_xlabel("environment steps (whole population)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out, "\n".join(lines)
+
+
 def _is_number(value: str) -> bool:
     try:
         float(value)
@@ -140,12 +200,18 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders")
     parser.add_argument("--compare", action="store_true", help="overlay the runs on one figure")
-    parser.add_argument("--out", default="compare.png", help="file for --compare")
+    parser.add_argument("--methods", action="store_true",
+                        help="group the runs by method: mean ± s.e. over seeds, and a markdown table")
+    parser.add_argument("--out", default="compare.png", help="file for --compare / --methods")
     args = parser.parse_args(argv)
     missing = [r for r in args.runs if not (Path(r) / "metrics.csv").exists()]
     if missing:
         parser.exit(2, f"plots.py: error: no metrics.csv in {', '.join(missing)}\n")
-    if args.compare:
+    if args.methods:
+        out, table = plot_methods(args.runs, Path(args.out))
+        print(table)
+        print(out)
+    elif args.compare:
         print(plot_compare(args.runs, Path(args.out)))
     else:
         for run in args.runs:

@@ -5,9 +5,11 @@ NeurIPS 2021), on gymnasium envs, and on the PBT toy problem.
         --gpu_per_trial 1 --max_budget 25000000 --t_ready 500000 --batchsize 4
     python pb2_procgen/train.py --env toy --search PB2              # the PBT toy, seconds
     python pb2_procgen/train.py --env CartPole-v1 --search PBT --max_budget 200000
+    python pb2_procgen/train.py --env CartPole-v1 --search random   # the random-search baseline
     python pb2_procgen/train.py --smoke                             # toy + a tiny bigfish run
 
---search PBT|PB2 picks the explore step; --cat_exp random (PB2-Rand) | exp3_dep (PB2-Mult) |
+--search PBT|PB2 picks the explore step (random: no exploit, no explore; each agent keeps its
+initial random config, the papers' random-search baseline); --cat_exp random (PB2-Rand) | exp3_dep (PB2-Mult) |
 cocabo (PB2-Mix) picks how PB2 treats the categorical hyperparameter (aug_type).
 env_steps counts every step of every agent; test episodes are counted apart as test_steps.
 """
@@ -41,7 +43,7 @@ from pb2_procgen.procgen_env import PROCGEN_GAMES, is_procgen  # noqa: E402
 from pb2_procgen.search_space import SearchSpace, procgen_space, toy_space, vector_space  # noqa: E402
 from pb2_procgen.toy import ToyAgent  # noqa: E402
 
-SEARCHES = ("PBT", "PB2")
+SEARCHES = ("PBT", "PB2", "random")
 CAT_EXPS = ("random", "exp3_dep", "cocabo")
 DEFAULTS = {
     "env": "bigfish",          # a Procgen game, a gymnasium id, or "toy"
@@ -54,7 +56,8 @@ DEFAULTS = {
     "quantile": 0.25,          # bottom / top fraction for truncation selection
     "test_episodes": 10,       # per agent per round on the test distribution (0: skip)
     "bounds": {},              # override search-space bounds, e.g. {lr: [1e-5, 1e-3]}
-    "torch_threads": 0,        # 0: torch's default
+    "torch_threads": 1,        # of this process (workers use 1); 0: torch's default. Another
+                               # count can change PPO's float sums, so equal seeds need equal counts
     "agent": PPO_DEFAULTS,
 }
 KIND_DEFAULTS = {  # max_budget and t_ready per kind of env (the seed's values for Procgen)
@@ -93,7 +96,8 @@ def parse_args(argv):
     add_common_args(parser)
     add_parallel_args(parser)
     parser.add_argument("--search", choices=SEARCHES, default=argparse.SUPPRESS,
-                        help="explore step: PBT perturbation or PB2's GP bandit (default: PB2)")
+                        help="explore step: PBT perturbation, PB2's GP bandit, or random (random search: "
+                             "no exploit/explore) (default: PB2)")
     parser.add_argument("--cat_exp", choices=CAT_EXPS, default=argparse.SUPPRESS,
                         help="PB2's categorical: random (PB2-Rand), exp3_dep (PB2-Mult), "
                              "cocabo (PB2-Mix) (default: random)")
@@ -202,12 +206,21 @@ def make_agent(config: dict, hyperparameters: dict, seed: int, device):
 
 
 # -- the population run -----------------------------------------------------------------------------
+def seed_streams(seed: int) -> list[np.random.SeedSequence]:
+    """One random stream per purpose, all from the seed: the initial configs, the exploit step and
+    PBT's perturbations, PB2's explorer (agents and segments have seeds of their own)."""
+    return np.random.SeedSequence(seed).spawn(3)
+
+
 def new_state(config: dict, space: SearchSpace, device) -> dict:
-    rng = np.random.default_rng(config["seed"])
-    configs = [space.sample(rng) for _ in range(config["batchsize"])]
+    """Round 0: the population, its configs and the random streams (see seed_streams)."""
+    initial, selection, explore = seed_streams(config["seed"])
+    sampler = np.random.default_rng(initial)
+    configs = [space.sample(sampler) for _ in range(config["batchsize"])]
     agents = [make_agent(config, hp, config["seed"] * 100 + i, device) for i, hp in enumerate(configs)]
-    explorer = PB2Explorer(space, config["cat_exp"], seed=config["seed"],
+    explorer = PB2Explorer(space, config["cat_exp"], seed=explore, population=config["batchsize"],
                            n_rounds=max(config["max_budget"] // config["t_ready"], 1))
+    rng = np.random.default_rng(selection)
     return {"round": 0, "env_steps": 0, "test_steps": 0, "agents": agents, "configs": configs,
             "previous_rewards": [None] * len(agents), "explorer": explorer, "rng": rng,
             "final_tests": [], "metric_rows": 0, "wall_seconds": 0.0}
@@ -225,7 +238,7 @@ def run_population(config, run, state, space, pool) -> dict:
     try:
         while min(agent.agent_steps for agent in agents) < config["max_budget"]:
             round_index = state["round"]
-            if round_index > 0:  # exploit and explore on the last round's ranking
+            if round_index > 0 and config["search"] != "random":  # exploit and explore on the last round's ranking
                 rewards = state["previous_rewards"]
                 ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
                 bottom, parents = pbt.truncation_selection(ranked, rng, config["quantile"])
@@ -259,8 +272,8 @@ def run_population(config, run, state, space, pool) -> dict:
             for i, (agent, result) in enumerate(zip(agents, results)):  # PB2's data: one row each
                 before = state["previous_rewards"][i]
                 if before is not None and np.isfinite(rewards[i]) and np.isfinite(before):
-                    explorer.observe(agent.agent_steps, before, rewards[i], result["steps"],
-                                     state["configs"][i])
+                    explorer.observe(agent.agent_steps - result["steps"], before, rewards[i],  # the
+                                     result["steps"], state["configs"][i])  # interval's start (t, R)
             wall = wall_before + time.time() - start
             for i, agent in enumerate(agents):
                 metrics.write({"round": round_index, "agent": i, "env_steps": state["env_steps"],

@@ -345,6 +345,8 @@ CASES = [
     bad(PB, "infinite-bound", "--env toy --set 'bounds={h0: [0, .inf]}' --out-dir {pb2}", "h0"),
     bad(PB, "workers-0", "--env toy --workers 0 --out-dir {new}", "--workers"),
     bad(PB, "workers-abc", "--env toy --workers abc --out-dir {pb2}", "--workers"),
+    bad(PB, "workers-negative", "--env CartPole-v1 --workers -1 --out-dir {new}", "--workers"),
+    bad(PB, "ale-env-fresh-folder", "--env ALE/Pong-v5 --out-dir {new}", "ALE/Pong-v5"),
     bad(PB, "bad-backend", "--env toy --backend mpi --out-dir {new}", "--backend"),
     bad(PB, "seed-negative", "--env toy --seed -1 --out-dir {new}", "seed"),
     bad(PB, "gpu-per-trial-abc", "--env toy --gpu_per_trial abc --out-dir {new}", "--gpu_per_trial"),

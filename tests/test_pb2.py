@@ -218,3 +218,46 @@ def test_bounds_written_as_in_the_readme_are_numbers():
 
     config = {"env": "CartPole-v1", "bounds": {"lr": ["1e-4", "1e-3"]}}   # what PyYAML gives
     assert search_space(config).continuous["lr"] == (1e-4, 1e-3)
+
+
+def test_same_seed_gives_the_same_run_at_one_and_two_threads(tmp_path):
+    # PPO's float sums depend on torch's thread count: the run takes its own (torch_threads,
+    # default 1), so OMP_NUM_THREADS does not change it (with torch_threads=0 this run's test
+    # returns part at round 6); the GP runs on one BLAS thread
+    import os
+    tables = []
+    for threads in ("1", "2"):
+        out = tmp_path / threads
+        result = run_train("pb2_procgen", "--env", "CartPole-v1", "--search", "PB2", "--cat_exp", "exp3_dep",
+                           "--max_budget", "16000", "--t_ready", "2000", "--no-plots", "--out-dir", str(out),
+                           env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                                "OPENBLAS_NUM_THREADS": threads})
+        assert result.returncode == 0, result.stderr[-2000:]
+        tables.append(without_wall_time(rows(out / "metrics.csv")))
+    assert len(tables[0]) == 32 and tables[0] == tables[1]
+    assert len({r["aug_type"] for r in tables[0]}) > 1             # PB2-Mult's bandit took part
+
+
+def test_random_search_keeps_every_initial_config(tmp_path):
+    train_main(["--env", "toy", "--search", "random", "--no-plots", "--out-dir", str(tmp_path / "run")])
+    table = rows(tmp_path / "run" / "metrics.csv")
+    assert len({r["round"] for r in table}) == 10
+    for agent in "0123":
+        assert len({(r["h0"], r["h1"]) for r in table if r["agent"] == agent}) == 1
+
+
+def test_methods_plot_groups_runs_by_method_with_mean_and_spread(tmp_path):
+    from pb2_procgen.plots import plot_methods
+
+    runs = []
+    for search in ("PB2", "random"):
+        for seed in (0, 1):
+            runs.append(tmp_path / f"{search}{seed}")
+            train_main(["--env", "toy", "--search", search, "--seed", str(seed), "--no-plots",
+                        "--out-dir", str(runs[-1])])
+    out, table = plot_methods(runs, tmp_path / "methods.png")
+    assert out.stat().st_size > 10_000
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| PB2-Rand | 2 |") and lines[3].startswith("| random search | 2 |")
+    finals = [json.loads((run / "summary.json").read_text())["final_return"] for run in runs[2:]]
+    assert lines[3].split(" | ")[2].startswith(f"{np.mean(finals):.1f} ± ")   # the final test Q, mean over seeds

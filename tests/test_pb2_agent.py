@@ -291,3 +291,20 @@ def test_cartpole_learns_above_random():
     assert result["steps"] >= 40_000
     # a random policy averages about 22; this seed reaches well over 100
     assert result["train_return"] > 100, result
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_population_with_drac_runs_on_cuda(tmp_path):
+    import json
+
+    from pb2_procgen.train import main as train_main
+    agent = PPOAgent("bigfish", {"lr": 5e-4, "entropy_coef": 0.01, "clip_param": 0.2, "aug_coef": 0.1,
+                                 "aug_type": "crop"},
+                     {"num_envs": 4, "num_steps": 32, "minibatches": 2, "epochs": 1}, seed=0, device="cuda")
+    result = agent.train_segment(128, seed=0)
+    assert next(agent.net.parameters()).is_cuda and np.isfinite(result["train_return"])
+    out = tmp_path / "run"
+    train_main(["--smoke", "--env", "bigfish", "--search", "PB2", "--cat_exp", "exp3_dep", "--device", "cuda",
+                "--no-plots", "--out-dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] >= 2 and math.isfinite(summary["best_return"])

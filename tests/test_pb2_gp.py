@@ -155,17 +155,19 @@ def test_exp3m_probabilities_cap_the_largest_weight():
 @pytest.mark.parametrize("plays", [1, 2])
 def test_tv_exp3m_concentrates_on_the_best_arm(plays):
     means = np.array([0.2, 0.3, 0.9, 0.4, 0.25])                 # Bernoulli arms, best = 2
-    bandit, rng, late = TVExp3M(5, horizon=300), np.random.default_rng(1), np.zeros(5)
+    bandit, rng, late = TVExp3M(5, plays, horizon=300), np.random.default_rng(1), np.zeros(5)
     for round_ in range(300):
-        arms = bandit.draw(plays, rng)
+        arms = bandit.draw(rng)
+        assert len(arms) == plays == len(set(arms.tolist()))
         late[arms] += round_ >= 200
         bandit.update(arms, (rng.uniform(size=plays) < means[arms]).astype(float))
-    p = bandit.probabilities(1)
+    p = bandit.probabilities()
     assert np.argmax(p) == 2 and np.argmax(late) == 2, (p, late)
     if plays == 1:
         assert p[2] > 0.6 and late[2] > 60, (p, late)
     else:                                   # the best arm's marginal is capped at 1 (set S0)
-        assert bandit.probabilities(2)[2] == pytest.approx(1.0) and late[2] >= 95, late
+        assert bandit.marginals()[0][2] == pytest.approx(1.0) and late[2] >= 95, late
+        assert p[2] == pytest.approx(0.5)   # one explorer draws from the marginals / k
 
 
 # -- the explore step ---------------------------------------------------------------------------
@@ -182,7 +184,6 @@ def test_select_stays_in_bounds_with_a_valid_category(cat_exp):
         parent = space.sample(np.random.default_rng(1))
         first = explorer.select(0.0, 0.0, parent, [])            # no data: uniform sample
         fill(explorer, space, 24)
-        explorer.begin_round(2)
         second = explorer.select(6.0, 0.2, parent, [first])
         third = explorer.select(6.0, 0.2, parent, [first, second])
         for config in (first, second, third):
@@ -218,7 +219,7 @@ def test_batch_selection_avoids_the_pending_point(seed):
 def run_debug_task(cat_exp, seed=0, rounds=12, population=8):
     """Reward per step grows faster with low lr and with aug == 'c'; PBT-style truncation."""
     rate = lambda c: 1.0 * (c["aug"] == "c") + (1e-3 - c["lr"]) / 1e-3
-    explorer = PB2Explorer(MIX_SPACE, cat_exp, seed, n_rounds=rounds)
+    explorer = PB2Explorer(MIX_SPACE, cat_exp, seed, n_rounds=rounds, population=population)
     rng = np.random.default_rng(seed + 1)
     configs = [MIX_SPACE.sample(rng) for _ in range(population)]
     R, n, chosen = np.zeros(population), max(int(0.25 * population), 1), []
@@ -228,7 +229,6 @@ def run_debug_task(cat_exp, seed=0, rounds=12, population=8):
             explorer.observe(float(round_), before, new, 1.0, config)
         R = after
         order = np.argsort(R)
-        explorer.begin_round(n)
         pending = []
         for agent in order[:n]:
             parent = int(rng.choice(order[-n:]))
@@ -240,13 +240,16 @@ def run_debug_task(cat_exp, seed=0, rounds=12, population=8):
 
 
 def test_debug_task_exp3_concentrates_and_gp_lowers_lr():
-    explorer, chosen = run_debug_task("exp3_dep")
-    probs = explorer.category_probabilities()
-    assert max(probs, key=probs.get) == "c" and probs["c"] > 0.4, probs
-    late = chosen[len(chosen) // 2:]
-    assert sum(c["aug"] == "c" for c in late) >= len(late) / 2
-    assert np.mean([c["lr"] for c in late]) < 2e-4
-    assert np.mean([c["lr"] for c in late]) < np.mean([c["lr"] for c in chosen[:4]])
+    late_c, late_draws = 0, 0
+    for seed in (0, 1, 2):
+        explorer, chosen = run_debug_task("exp3_dep", seed=seed)
+        probs = explorer.category_probabilities()
+        assert max(probs, key=probs.get) == "c" and probs["c"] > 0.4, probs
+        late = chosen[len(chosen) // 2:]
+        late_c, late_draws = late_c + sum(c["aug"] == "c" for c in late), late_draws + len(late)
+        assert np.mean([c["lr"] for c in late]) < 2e-4
+        assert np.mean([c["lr"] for c in late]) < np.mean([c["lr"] for c in chosen[:4]])
+    assert late_c >= 0.4 * late_draws, (late_c, late_draws)     # chance: 1 in 4
 
 
 def test_state_dict_round_trip_gives_identical_selections():
@@ -256,14 +259,13 @@ def test_state_dict_round_trip_gives_identical_selections():
         out = []
         for round_ in range(3):
             fill(explorer, space, 8, seed=100 + round_)
-            explorer.begin_round(2)
             first = explorer.select(5.0 + round_, 0.1, space.sample(np.random.default_rng(9)), [])
             out += [first, explorer.select(5.0 + round_, 0.1, first, [first])]
         return out
 
     explorer = PB2Explorer(space, "cocabo", seed=5)
     fill(explorer, space, 16)
-    explorer.begin_round(1)
+    explorer.category_probabilities()                            # the bandit has seen the rows
     state = pickle.loads(pickle.dumps(explorer.state_dict()))
     expected = continue_run(explorer)
     restored = PB2Explorer(space, "cocabo", seed=123)
@@ -271,7 +273,6 @@ def test_state_dict_round_trip_gives_identical_selections():
     assert continue_run(restored) == expected
     again = PB2Explorer(space, "cocabo", seed=5)                 # same seed, same calls
     fill(again, space, 16)
-    again.begin_round(1)
     assert continue_run(again) == expected
 
 
@@ -290,10 +291,70 @@ def test_exp3_dep_copies_parent_when_the_category_has_no_rows():
     parent = {"lr": 3e-4, "entropy_coef": 0.05, "aug": "a"}
     for i in range(6):
         explorer.observe(float(i), 0.0, 1.0, 1.0, parent)
-    explorer._queue = [2]                                        # the bandit chose "c"
+    explorer.bandit.choose = lambda rng: 2                       # the bandit chose "c"
     assert explorer.select(6.0, 1.0, parent, []) == {**parent, "aug": "c"}
 
 
 def test_unknown_cat_exp_is_a_usage_error():
     with pytest.raises(UsageError, match="cat_exp"):
         PB2Explorer(toy_space(), "thompson", seed=0)
+
+
+# -- the batch as the reference: pending rows and the bandit's plays ------------------------------
+def test_at_population_4_the_second_gp_sees_the_three_running_configs_and_picks_by_gp_bucb(monkeypatch):
+    from pb2_procgen import pb2, pbt
+    from pb2_procgen.toy import ToyAgent
+
+    space, seen = toy_space(), []
+    explorer = PB2Explorer(space, "random", seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(3):                                            # three rounds of four rows
+        for _ in range(4):
+            h = space.sample(rng)
+            explorer.observe(10.0 * t, 0.1 * t, 0.1 * t + h["h0"] - (h["h1"] - 0.3) ** 2, 10.0, h)
+
+    def recording_fit(X, ys, pending, n_cat, rng_):
+        gp1, gp2 = fit_batch_gps(X, ys, pending, n_cat, rng_)
+        seen.append({"pending": pending.copy(), "gp1": gp1, "gp2": gp2, "n": len(ys)})
+        return gp1, gp2
+
+    monkeypatch.setattr(pb2, "fit_batch_gps", recording_fit)
+    configs = [{"h0": 0.1, "h1": 0.2}, {"h0": 0.4, "h1": 0.5}, {"h0": 0.9, "h1": 0.3}, {"h0": 0.6, "h1": 0.8}]
+    agents = [ToyAgent(c) for c in configs]
+    for agent in agents:
+        agent.agent_steps = 30
+    rewards = [0.2, 0.5, 0.9, 0.4]                                # agent 0 worst, agent 2 best
+    new = pbt.explore_round(agents, configs, rewards, bottom=[0], parents=[2], space=space,
+                            search="PB2", explorer=explorer, rng=rng)
+    (call,) = seen
+    pending = call["pending"]
+    assert pending.shape == (3, 4)                                # agents 0, 1 and 3: all but the top
+    assert np.allclose(pending[:, 2:], [[c["h0"], c["h1"]] for c in (configs[0], configs[1], configs[3])])
+    assert np.allclose(pending[:, :2], pending[0, :2])            # at the parent's context
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 101), np.linspace(0, 1, 101)), -1).reshape(-1, 2)
+    ucb = lambda z: pb2.ucb_batch(z, call["gp1"], call["gp2"], pending[0, :2], np.zeros(0),
+                                  np.sqrt(ucb_beta(call["n"])))
+    chosen = np.array([[new[0]["h0"], new[0]["h1"]]])
+    best_on_grid = ucb(grid).max()
+    assert ucb(chosen)[0] >= best_on_grid - 1e-3                  # the GP-BUCB maximiser
+    assert new[1:] == configs[1:]
+
+
+def test_the_bandit_plays_the_population_k_equals_b():
+    # one arm holds most weight: with k = 4 plays its marginal is capped at 1, so one explorer
+    # draws it with probability 1/4 (the single-play bandit would give it most of the mass)
+    explorer = PB2Explorer(MIX_SPACE, "exp3_dep", seed=0, population=2)   # 4 arms: k = 2 < K
+    explorer.bandit.weights = np.array([0.85, 0.05, 0.05, 0.05])
+    explorer.bandit.gamma = 0.1
+    m, capped = explorer.bandit.marginals()
+    assert m.sum() == pytest.approx(2) and m[0] == pytest.approx(1)
+    assert capped.tolist() == [True, False, False, False]
+    assert explorer.category_probabilities()["a"] == pytest.approx(0.5)
+    before = explorer.bandit.weights.copy()
+    explorer.bandit.update([0, 1, 1, 2], [1.0, 0.5, 0.5, 0.0])   # a round's rows, one per agent
+    # arm 0 is capped (no change but the share); arm 1's x̂ = (0.5 + 0.5) / m_1; arm 2's 0
+    eta = 2 * 0.1 / 4
+    raw = before * np.exp(np.array([0.0, eta * 1.0 / m[1], 0.0, 0.0]))
+    expected = raw / raw.sum() + np.e * explorer.bandit.omega / 4
+    assert np.allclose(explorer.bandit.weights, expected / expected.sum())
+    assert PB2Explorer(MIX_SPACE, "cocabo", seed=0, population=8).bandit.plays == 8
