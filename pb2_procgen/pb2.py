@@ -287,6 +287,9 @@ class PB2Explorer:
         self.rows = {k: np.array(v, float) for k, v in state["rows"].items()}
         self.rng.bit_generator.state = state["rng"]
         if self.bandit is not None:
+            if "plays" not in state["bandit"]:
+                raise UsageError("this checkpoint's EXP3 bandit predates its batch of B plays (older code): "
+                                 "start the run afresh")
             self.bandit.load_state_dict(state["bandit"])
         self._new_arms = [int(a) for a in state["new_arms"]]
         self._new_y = [float(v) for v in state["new_y"]]

@@ -358,3 +358,11 @@ def test_the_bandit_plays_the_population_k_equals_b():
     expected = raw / raw.sum() + np.e * explorer.bandit.omega / 4
     assert np.allclose(explorer.bandit.weights, expected / expected.sum())
     assert PB2Explorer(MIX_SPACE, "cocabo", seed=0, population=8).bandit.plays == 8
+
+
+def test_a_bandit_from_before_the_batch_of_plays_is_refused():
+    explorer = PB2Explorer(MIX_SPACE, "exp3_dep", seed=0)
+    state = explorer.state_dict()
+    del state["bandit"]["plays"]
+    with pytest.raises(UsageError, match="predates"):
+        PB2Explorer(MIX_SPACE, "exp3_dep", seed=0).load_state_dict(state)
