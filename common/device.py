@@ -50,3 +50,18 @@ def set_single_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS. Batched updates
+    allocate and free MB-sized activations each step; by default glibc hands them back and they
+    return as fresh pages (page faults). Process-wide; the same as MALLOC_MMAP_THRESHOLD_ and
+    MALLOC_TRIM_THRESHOLD_ in the environment (both are set: fixing only the trim threshold turns
+    off glibc's adaptive mmap threshold). A no-op without glibc."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, Windows)
+        return
+    mallopt(-3, mmap_threshold)   # M_MMAP_THRESHOLD
+    mallopt(-1, trim_threshold)   # M_TRIM_THRESHOLD

@@ -19,7 +19,7 @@ import torch
 
 from common.cli import Diverged
 from common.runs import require_finite
-from synthetic_envs import inner
+from synthetic_envs import inner, population
 from synthetic_envs.envs import env_spec, make_real_env
 from synthetic_envs.proxies import build_proxy, get_flat, set_flat
 
@@ -70,8 +70,12 @@ def score_many(setup: dict, psi: np.ndarray, seeds: list[int]) -> tuple[float, i
         scores.append(score)
         real += result.real_steps
         test += result.real_test_steps
-    combined = float(np.mean(scores)) if setup["grad_eval_type"] == "mean" else float(np.min(scores))
-    return combined, real, test
+    return _combined(setup, scores), real, test
+
+
+def _combined(setup: dict, scores: list[float]) -> float:
+    """The agents' scores of one proxy as one (grad_eval_type: mean or min)."""
+    return float(np.mean(scores)) if setup["grad_eval_type"] == "mean" else float(np.min(scores))
 
 
 @dataclass
@@ -99,6 +103,37 @@ def evaluate_worker(task: WorkerTask) -> WorkerResult:
     add = score_many(task.setup, task.psi + eps, seeds_add)
     sub = score_many(task.setup, task.psi - eps, seeds_sub)
     return WorkerResult(orig[0], add[0], sub[0], orig[1] + add[1] + sub[1], orig[2] + add[2] + sub[2])
+
+
+def evaluate_workers(tasks: list[WorkerTask]) -> list[WorkerResult]:
+    """Steps 1-2 for several workers at once: every agent of every task trains in one batched
+    population (population.py), with the agents, seeds and scores evaluate_worker gives."""
+    setup = tasks[0].setup
+    jobs, owners = [], []
+    for t, task in enumerate(tasks):
+        eps = noise(task.noise_seed, len(task.psi), setup["sigma"])
+        for which, psi in enumerate((task.psi, task.psi + eps, task.psi - eps)):
+            for seed in task.agent_seeds[which]:
+                jobs.append((psi, seed))
+                owners.append((t, which))
+    threshold = env_spec(setup["env"]).threshold
+    scores = [([], [], []) for _ in tasks]
+    real, test = [0] * len(tasks), [0] * len(tasks)
+    for (t, which), result in zip(owners, population.train_on_ses(setup, jobs)):
+        scores[t][which].append(inner.fitness(setup["kind"], result, threshold, setup["unsolved_weight"]))
+        real[t] += result.real_steps
+        test[t] += result.real_test_steps
+    return [WorkerResult(*(_combined(setup, s) for s in scores[t]), real[t], test[t]) for t in range(len(tasks))]
+
+
+def score_workers(tasks: list[WorkerTask], setup: dict, pool) -> list[WorkerResult]:
+    """Step 2 for all workers: one task per pool job, or, where the inner agents can train as a
+    population, the tasks split into one population per pool worker."""
+    if not population.supports(setup):
+        return pool.map(evaluate_worker, tasks)
+    groups = np.array_split(np.arange(len(tasks)), min(len(tasks), getattr(pool, "workers", 1)))
+    done = pool.map(evaluate_workers, [[tasks[i] for i in group] for group in groups])
+    return [result for group in done for result in group]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +254,7 @@ def worker_tasks(state: NESState, setup: dict, seed: int) -> list[WorkerTask]:
 def nes_step(state: NESState, setup: dict, seed: int, pool) -> IterationStats:
     """One outer iteration; updates `state` in place (ψ, counters, best proxy)."""
     tasks = worker_tasks(state, setup, seed)
-    results = pool.map(evaluate_worker, tasks)
+    results = score_workers(tasks, setup, pool)
     noises = [noise(t.noise_seed, len(state.psi), setup["sigma"]) for t in tasks]
     perturbed, scores_orig, replaced = worst_for_non_finite(
         [r.score_add for r in results] + [r.score_sub for r in results],

@@ -62,6 +62,7 @@ DEFAULTS = {
     "proxy": {"hidden_size": 32, "hidden_layer": 1, "activation": "prelu"},
     "inner": {"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01},
     "agent_hp": {},            # the inner agent's hyperparameters (default: its tuned ones)
+    "population": True,        # SE + DDQN: train each pool worker's agents as one batched population
 }
 # The reference's tuned settings per (kind, env) live in configs/<kind>_<env>.yaml (with the
 # reference file each comes from); the user's --config, --set and flags override them.
