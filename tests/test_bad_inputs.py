@@ -383,6 +383,7 @@ CASES = [
     bad(SEV, "negative-inner-lr", "--set agent_hp.alpha=-0.1 --out-dir {se}", "agent_hp.alpha"),
     bad(SEV, "inner-gamma-above-1", "--set agent_hp.gamma=2 --out-dir {new}", "agent_hp.gamma"),
     bad(SEV, "unknown-key", "--set nope=1 --out-dir {se}", "nope"),
+    bad(SEV, "population-not-bool", "--kind se --env cartpole --set population=maybe --out-dir {new}", "population"),
     bad(SEV, "unknown-agent-hp", "--set agent_hp.nope=1 --out-dir {new}", "agent_hp.nope"),
     bad(SEV, "wrong-type", "--set num_workers=abc --out-dir {new}", "num_workers"),
     bad(SEV, "seed-negative", "--smoke --seed -1 --out-dir {new}", "seed"),
