@@ -29,10 +29,10 @@ from common.cli import ArgumentParser, UsageError, add_parallel_args, run_main  
 from common.config import load_config_file  # noqa: E402
 from common.parallel import WorkerPool  # noqa: E402
 from common.runs import load_checkpoint, write_json_atomic  # noqa: E402
-from synthetic_envs import inner  # noqa: E402
+from synthetic_envs import inner, population  # noqa: E402
 from synthetic_envs.envs import env_spec, make_real_env  # noqa: E402
 from synthetic_envs.nes import seed_for  # noqa: E402
-from synthetic_envs.proxies import build_proxy  # noqa: E402
+from synthetic_envs.proxies import build_proxy, get_flat  # noqa: E402
 from synthetic_envs.tabular import EVAL_OVERRIDES, TABULAR_AGENTS  # noqa: E402
 
 GROUPS = ("proxy", "baseline", "intrinsic")
@@ -86,6 +86,15 @@ def eval_hp(agent: str, config: dict, args) -> dict:
     return hp
 
 
+def load_proxy(job: dict, real_env):
+    """The run's saved proxy as a module."""
+    proxy = job["proxy"]
+    module = build_proxy(proxy["kind"], real_env, proxy["proxy_config"], proxy["mode"],
+                         env_spec(job["config"]["env"]).info_dim)
+    module.load_state_dict(proxy["state_dict"])
+    return module
+
+
 def train_one(job: dict) -> dict:
     """One fresh agent of one group (runs in a worker process)."""
     seed, group, proxy = job["seed"], job["group"], job["proxy"]
@@ -93,17 +102,10 @@ def train_one(job: dict) -> dict:
     overrides = {}
     if group == "intrinsic":
         overrides["count_based" if job["agent"] in TABULAR_AGENTS else "icm"] = True
-
-    def load_proxy(real_env):
-        module = build_proxy(proxy["kind"], real_env, proxy["proxy_config"], proxy["mode"],
-                             env_spec(job["config"]["env"]).info_dim)
-        module.load_state_dict(proxy["state_dict"])
-        return module
-
     settings = job["settings"]
     result, hp = inner.train_fresh_agent(
         job["config"]["env"], job["agent"], job["hp"], seed, job["vary_hp"], settings,
-        hp_overrides=overrides, make_proxy=load_proxy if group == "proxy" else None,
+        hp_overrides=overrides, make_proxy=(lambda env: load_proxy(job, env)) if group == "proxy" else None,
         kind=proxy["kind"], zero_terminal_potential=proxy.get("zero_terminal_potential", False),
         early_stop=job["early_stop"])
     on_se = group == "proxy" and proxy["kind"] == "se"
@@ -113,6 +115,45 @@ def train_one(job: dict) -> dict:
         final = result.last_tests_mean(settings["solved_window"])
         # the rule held at the last test, so it first held at some test: solved_at is set
         solved = final >= env_spec(job["config"]["env"]).threshold and result.solved_at is not None
+    return agent_record(seed, result, solved, final, hp)
+
+
+def population_setup(job: dict) -> dict:
+    """The setup population.py reads, for one evaluation job's agent."""
+    return dict(job["config"], agent=job["agent"], agent_hp=job["hp"], vary_hp=job["vary_hp"],
+                inner=job["settings"])
+
+
+def batchable(job: dict) -> bool:
+    """SE agents that can train as one population (population.supports)."""
+    return job["group"] == "proxy" and job["proxy"]["kind"] == "se" and population.supports(population_setup(job))
+
+
+def train_se_population(jobs: list[dict]) -> list[dict]:
+    """train_one for many SE agents at once (population.py: the same agents, batched)."""
+    psi = get_flat(load_proxy(jobs[0], make_real_env(jobs[0]["config"]["env"], 0)))
+    results = population.train_on_ses(population_setup(jobs[0]), [(psi, job["seed"]) for job in jobs])
+    return [agent_record(job["seed"], result, result.solved_at is not None, result.final_return, job["hp"])
+            for job, result in zip(jobs, results)]
+
+
+def train_all(jobs: list[dict], pool) -> list[dict]:
+    """Every job's agent record, in job order: SE agents that can train as a population in one
+    population per pool worker, the rest one job at a time."""
+    together = [i for i, job in enumerate(jobs) if batchable(job)]
+    alone = [i for i in range(len(jobs)) if i not in set(together)]
+    records: list = [None] * len(jobs)
+    for i, record in zip(alone, pool.map(train_one, [jobs[i] for i in alone])):
+        records[i] = record
+    if together:
+        groups = np.array_split(np.array(together), min(len(together), pool.workers))
+        for group, found in zip(groups, pool.map(train_se_population, [[jobs[i] for i in g] for g in groups])):
+            for i, record in zip(group, found):
+                records[i] = record
+    return records
+
+
+def agent_record(seed: int, result: inner.InnerResult, solved: bool, final: float, hp: dict) -> dict:
     return {"seed": seed, "solved": solved, "steps_to_solve": result.solved_at if solved else None,
             "first_reached": result.solved_at,
             "final_return": final, "real_train_steps": result.real_train_steps,
@@ -163,7 +204,7 @@ def evaluate(run_dir: Path, args) -> dict:
                              "group": group, "agent": agent, "hp": hp, "vary_hp": args.vary_hp,
                              "proxy": proxy, "settings": settings, "early_stop": args.early_stop})
     with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
-        results = pool.map(train_one, jobs)
+        results = train_all(jobs, pool)
     report = {"run_dir": str(run_dir), "kind": config["kind"], "env": config["env"],
               "mode": config["mode"], "threshold": env_spec(config["env"]).threshold,
               "vary_hp": args.vary_hp, "seed": args.seed, "test_episodes": test_episodes,

@@ -130,3 +130,26 @@ def test_numpy_tanh_has_torch_tanh_values_and_gradient():
     (grad,) = torch.autograd.grad(y.sum(), x)
     assert torch.allclose(grad, 1 - torch.tanh(x.detach()) ** 2, atol=1e-6)
     np.testing.assert_array_less(-1.0001, y.detach().numpy())
+
+
+def test_evaluate_trains_se_agents_as_a_population_with_the_same_records(tmp_path):
+    """evaluate.py's SE group: the batched path and the one-job-at-a-time path agree."""
+    import json
+    import subprocess
+    import sys
+
+    from synthetic_envs import evaluate
+    run = tmp_path / "se"
+    subprocess.run([sys.executable, "synthetic_envs/train.py", "--kind", "se", "--env", "cartpole", "--smoke",
+                    "--iterations", "1", "--no-plots", "--out-dir", str(run)], check=True, capture_output=True)
+    args = evaluate.parse_args([str(run), "--n-agents", "3", "--max-episodes", "3", "--no-plots"])
+    jobs_batched = evaluate.evaluate(run, args)
+    config = json.loads((run / "config.json").read_text())
+    assert config["population"] is True
+    (run / "config.json").write_text(json.dumps(dict(config, population=False)))
+    one_by_one = evaluate.evaluate(run, args)
+    proxy_a, proxy_b = (r["groups"]["ddqn"]["proxy"]["agents"] for r in (jobs_batched, one_by_one))
+    assert [(a["seed"], a["train_steps"], a["episodes"], a["real_train_steps"]) for a in proxy_a] == \
+        [(b["seed"], b["train_steps"], b["episodes"], b["real_train_steps"]) for b in proxy_b]
+    assert [a["final_return"] for a in proxy_a] == pytest.approx([b["final_return"] for b in proxy_b])
+    assert jobs_batched["groups"]["ddqn"]["baseline"] == one_by_one["groups"]["ddqn"]["baseline"]
