@@ -1,6 +1,10 @@
 import os
 import pickle
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ from common.cli import UsageError
 from common.parallel import WorkerPool, parallel_map
 from searl.atari import FrameReplayBuffer
 from test_buffers import add_random, frame_stream, segment_paths
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def seeded_work(seed):
@@ -134,3 +140,35 @@ def test_ray_workers_sample_the_buffer_from_the_object_store(ray_pool):
     add_random(buffer, 300)
     assert_workers_see(ray_pool, buffer, [np.arange(0, 300, 7), np.arange(299, 0, -5)])
     assert not buffer.is_shared()  # Ray's object store holds it, not /dev/shm segments
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_process_workers_end_when_their_parent_is_killed():
+    """A run killed with SIGKILL must not leave its pool processes training on."""
+    script = ("import sys, time; sys.path.insert(0, %r)\n"
+              "from common.parallel import WorkerPool\n"
+              "pool = WorkerPool(2, 'process')\n"
+              "jobs = [pool._executor.submit(time.sleep, 120) for _ in range(2)]\n"
+              "time.sleep(3)\n"
+              "print(' '.join(str(p) for p in pool._executor._processes), flush=True)\n"
+              "time.sleep(120)\n") % str(ROOT)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
