@@ -113,6 +113,12 @@ def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> li
         groups = report["groups"][agent]
         x_max = max(max((c[0] for m in g["agents"] for c in m["curve"]), default=1) for g in groups.values())
         grid = np.linspace(0, x_max, 200)
+        # one set of bins for every group of the row: per-group bins over far-apart ranges
+        # (9.5 vs 200) would be too thin to see
+        finals = [m["final_return"] for g in groups.values() for m in g["agents"]]
+        low_edge, high_edge = min(finals), max(finals)
+        bins = np.linspace(low_edge - 0.5, high_edge + 0.5, 21) if high_edge - low_edge < 1 else \
+            np.linspace(low_edge, high_edge, 21)
         for group, summary in groups.items():
             members, color = summary["agents"], COLORS[group]
             curves = curves_on_steps(members, grid, x_column=0)
@@ -125,7 +131,7 @@ def plot_evaluation(run_dir: Path, report: dict, name: str = "evaluation") -> li
             solved_at = np.array([m["steps_to_solve"] for m in members if m["solved"]], float)
             success = [(solved_at <= x).sum() / len(members) * 100 for x in grid]
             row[1].plot(grid, success, color=color, label=labels[group])
-            row[2].hist([m["final_return"] for m in members], bins=20, alpha=0.55, color=color,
+            row[2].hist([m["final_return"] for m in members], bins=bins, alpha=0.55, color=color,
                         label=f"{labels[group]} (mean {summary['final_return']:.1f})")
         row[0].axhline(report["threshold"], color="k", ls=":", lw=1, label="solved threshold")
         x_label = ("training steps (SE agents: SE steps, others: real steps)" if report["kind"] == "se"
