@@ -13,7 +13,7 @@ each side runs in its own child process with that folder (or this checkout) firs
 the sides alternate for --rounds rounds and the table reports medians (each side's figure is
 itself the median of 5 blocks of frames). A third side,
 "baseline + malloc", runs the baseline with the allocator settings today's learners make
-themselves (steve/valuerl.py keep_freed_memory, here as environment variables), to separate
+themselves (common.device.keep_freed_memory, which steve/valuerl.py calls; here as environment variables), to separate
 their effect from the code's. The floor printed last is the frame's matmul work at the best
 rate one [1536, 64] x [64, 64] matmul reaches on this core. Writes bench/results/steve_update.json.
 """

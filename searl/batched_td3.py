@@ -26,12 +26,13 @@ target-policy noise, widths and activations may differ within a group, so the de
 """
 from __future__ import annotations
 
-import ctypes
 from collections import defaultdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from common.device import keep_freed_memory
 
 ADAM_BETAS, EPS = (0.9, 0.999), 1e-8   # torch's defaults, as LeanAdam / torch.optim use
 ADAMAX_BETAS, RMSPROP_ALPHA = (0.9, 0.999), 0.99
@@ -390,14 +391,7 @@ class PopulationPolicy:
 
 
 def reuse_freed_memory() -> None:
-    """Let glibc keep freed memory for reuse instead of returning it to the system. The
-    batched step allocates ~1 MB activations that glibc would otherwise mmap and unmap every
-    time, so each one page-faults anew (~1.5x slower per update on a CPU, measured). Linux
-    with glibc only; elsewhere nothing happens."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3   # mallopt parameter numbers (malloc.h)
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 30)
+    """common.device.keep_freed_memory with 1 GiB thresholds: the batched step allocates ~1 MB
+    activations that glibc would otherwise mmap and unmap every time, so each one page-faults
+    anew (~1.5x slower per update on a CPU, measured). A no-op without glibc."""
+    keep_freed_memory(1 << 30, 1 << 30)

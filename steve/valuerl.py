@@ -7,13 +7,13 @@ torch.Generator of their random draws. `update` takes CPU batches and moves them
 answers on the CPU. Their state_dicts load on any device (see `load_generator_state`)."""
 from __future__ import annotations
 
-import ctypes
 import hashlib
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 
+from common.device import keep_freed_memory  # page faults were ~15-40% of a STEVE target on a 2-core EPYC
 from steve.models import (Policy, QEnsemble, WorldModel, group_by_member, random_members,
                           sample_members, subset_size)
 from steve.value_expansion import candidate_targets, imagine, rooted_candidates, steve_combine
@@ -58,20 +58,6 @@ def load_generator_state(generator: torch.Generator, state: torch.Tensor, device
         digest = hashlib.sha256(state.numpy().tobytes()).digest()
         generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
-
-def keep_freed_memory() -> None:
-    """Let glibc keep freed memory for reuse instead of handing it back to the OS: an update
-    allocates and frees MB-sized activations, which otherwise come back as fresh pages (page
-    faults: up to ~1 800 per STEVE target, ~15-40% of its time on a 2-core EPYC). Process-wide,
-    the same as MALLOC_MMAP_THRESHOLD_=32MiB MALLOC_TRIM_THRESHOLD_=256MiB in the environment
-    (both: fixing only the trim threshold turns off glibc's adaptive mmap threshold); a no-op
-    without glibc."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, TypeError):  # not glibc (macOS, Windows)
-        return
-    mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
-    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of freed heap
 
 
 def to_device(batch, device: torch.device) -> tuple:

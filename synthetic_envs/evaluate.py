@@ -131,7 +131,9 @@ def batchable(job: dict) -> bool:
 
 def train_se_population(jobs: list[dict]) -> list[dict]:
     """train_one for many SE agents at once (population.py: the same agents, batched)."""
-    psi = get_flat(load_proxy(jobs[0], make_real_env(jobs[0]["config"]["env"], 0)))
+    real_env = make_real_env(jobs[0]["config"]["env"], 0)
+    psi = get_flat(load_proxy(jobs[0], real_env))
+    real_env.close()
     results = population.train_on_ses(population_setup(jobs[0]), [(psi, job["seed"]) for job in jobs])
     return [agent_record(job["seed"], result, result.solved_at is not None, result.final_return, job["hp"])
             for job, result in zip(jobs, results)]
@@ -140,8 +142,13 @@ def train_se_population(jobs: list[dict]) -> list[dict]:
 def train_all(jobs: list[dict], pool) -> list[dict]:
     """Every job's agent record, in job order: SE agents that can train as a population in one
     population per pool worker, the rest one job at a time."""
-    together = [i for i, job in enumerate(jobs) if batchable(job)]
-    alone = [i for i in range(len(jobs)) if i not in set(together)]
+    can_batch = {}   # per (agent, group): every job of one shares the answer
+    for job in jobs:
+        key = (job["agent"], job["group"])
+        if key not in can_batch:
+            can_batch[key] = batchable(job)
+    together = [i for i, job in enumerate(jobs) if can_batch[(job["agent"], job["group"])]]
+    alone = [i for i, job in enumerate(jobs) if not can_batch[(job["agent"], job["group"])]]
     records: list = [None] * len(jobs)
     for i, record in zip(alone, pool.map(train_one, [jobs[i] for i in alone])):
         records[i] = record

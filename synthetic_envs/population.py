@@ -142,7 +142,8 @@ class DDQNPopulation:
         self.gamma, self.tau, self.lr = agents[0].gamma, agents[0].tau, float(hp["lr"])
         self.batch_size, self.n_actions = agents[0].batch_size, agents[0].n_actions
         self.q = StackedMLP([a.q for a in agents])
-        self.q_target = StackedMLP([a.q_target for a in agents]).params
+        self.target = StackedMLP([a.q_target for a in agents])
+        self.q_target = self.target.params   # the same list: updates land in self.target
         self.exp_avg = [torch.zeros_like(p) for p in self.q.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.q.params]
         self.adam_steps = torch.zeros(self.n, dtype=torch.float64)
@@ -222,9 +223,7 @@ class DDQNPopulation:
     def write_back(self, p: int) -> None:
         """Member p's learned weights into its agent's own networks (for its real-env test)."""
         self.q.write_back(p, self.agents[p].q)
-        for i, lin in enumerate(m for m in self.agents[p].q_target if isinstance(m, nn.Linear)):
-            lin.weight.copy_(self.q_target[2 * i][p].t())
-            lin.bias.copy_(self.q_target[2 * i + 1][p, 0])
+        self.target.write_back(p, self.agents[p].q_target)
 
 
 # ---------------------------------------------------------------------------------------------
