@@ -3,6 +3,7 @@ success percentage and return histograms of agents trained on the proxy vs the r
 the Cliff reward network's Φ over the grid (the paper's Figs. 2-5 and 10).
 
     python synthetic_envs/plots.py RUN_DIR                          # the run's own figures
+    python synthetic_envs/plots.py RUN_S0 RUN_S1 RUN_S2             # NES progress of several seeds
     python synthetic_envs/plots.py RUN_M1 RUN_M2 RUN_M5 RUN_M6 --modes  # Fig. 5, one plot
     python synthetic_envs/plots.py RUN_DIR --reward-grid            # Fig. 10 (Cliff RN)
     python synthetic_envs/plots.py RUN_DIR --visitation             # Fig. 17 (Cliff RN)
@@ -29,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import UsageError  # noqa: E402
 from common.runs import load_checkpoint  # noqa: E402
+from synthetic_envs.envs import env_spec  # noqa: E402
 from synthetic_envs.figures import curves_on_steps  # noqa: E402
 
 COLORS = {"proxy": "tab:blue", "baseline": "tab:gray", "intrinsic": "tab:orange"}
@@ -62,6 +64,34 @@ def plot_nes_progress(run_dir: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_nes_seeds(run_dirs: list[Path], out: Path) -> Path:
+    """The current proxy's score per NES iteration and per real step, one line per run (seed)."""
+    configs = [json.loads((d / "config.json").read_text()) for d in run_dirs]
+    kinds = {(c["kind"], c["env"], c["agent"], c["mode"] if c["kind"] == "rn" else None) for c in configs}
+    if len(kinds) != 1:
+        raise UsageError(f"NES progress of several runs needs runs of one kind, env and agent, got {sorted(kinds)}")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for run_dir, config in zip(run_dirs, configs):
+        rows = _rows(run_dir / "metrics.csv")
+        score = [float(r["proxy_score"]) for r in rows]
+        line, = axes[0].plot([int(r["iteration"]) for r in rows], score, label=f"seed {config['seed']}")
+        axes[1].plot([int(r["env_steps"]) for r in rows], score, color=line.get_color())
+    config = configs[0]
+    if config["kind"] == "se":   # an SE's score is a real return: draw the env's solved threshold
+        for ax in axes:
+            ax.axhline(env_spec(config["env"]).threshold, color="k", ls=":", lw=1, label="solved threshold")
+    ylabel = "current proxy's agents: mean real test return" if config["kind"] == "se" else "current proxy score"
+    axes[0].set(xlabel="NES iteration", ylabel=ylabel)
+    axes[1].set(xlabel="real env steps (all inner agents, tests included)", ylabel=ylabel)
+    axes[0].legend(fontsize=8)
+    mode = f", mode {config['mode']}" if config["kind"] == "rn" else ""
+    fig.suptitle(f"NES {config['kind'].upper()} on {config['env']} ({config['agent']}{mode}), {len(run_dirs)} runs")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def cliff_potential(run_dir: Path) -> np.ndarray | None:
@@ -211,9 +241,12 @@ def main(argv=None) -> None:
     elif args.histograms:
         names = [n for n in args.name.split(",") if n]
         paths = [figures.plot_histograms(dirs, out or dirs[0] / "histograms.png", names)]
+    elif len(dirs) > 1:
+        for d in dirs:
+            if not (d / "metrics.csv").is_file() or not (d / "config.json").is_file():
+                raise UsageError(f"{d} has no metrics.csv and config.json of synthetic_envs/train.py")
+        paths = [plot_nes_seeds(dirs, out or dirs[0] / "nes_progress_seeds.png")]
     else:
-        if len(dirs) != 1:
-            raise UsageError("the run's own figures take one run folder (several: --modes or --histograms)")
         paths = plot_run(dirs[0])
     for path in paths:
         print(path)

@@ -894,6 +894,24 @@ def test_paper_figures_from_a_smoke_run(smoke_runs, tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no run folder" in bad.stderr
 
 
+def test_nes_progress_of_several_seeds_on_one_plot(smoke_runs, tmp_path):
+    import shutil
+    runs = smoke_runs[0]
+    out = tmp_path / "seeds.png"
+    plot = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(runs["A"]), str(runs["P"]),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert plot.returncode == 0, plot.stderr
+    assert out.stat().st_size > 10_000
+    other = tmp_path / "other"   # a run of another kind cannot share the plot
+    shutil.copytree(runs["A"], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(dict(config, kind="se")))
+    bad = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(runs["A"]), str(other),
+                          "--out", str(tmp_path / "bad.png")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "one kind, env and agent" in bad.stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_visitation_counts_every_state_the_training_agents_are_in(smoke_runs):
     from synthetic_envs import figures
     counts = figures.visitation(smoke_runs[0]["A"], n_agents=2, episodes=5, seed=0)
