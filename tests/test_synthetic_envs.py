@@ -894,21 +894,21 @@ def test_paper_figures_from_a_smoke_run(smoke_runs, tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no run folder" in bad.stderr
 
 
-def test_nes_progress_of_several_seeds_on_one_plot(smoke_runs, tmp_path):
+def test_nes_progress_of_several_seeds_on_one_plot(smoke_runs, tmp_path, capsys):
     import shutil
+
+    from synthetic_envs import plots
     runs = smoke_runs[0]
     out = tmp_path / "seeds.png"
-    plot = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(runs["A"]), str(runs["P"]),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert plot.returncode == 0, plot.stderr
+    plots.main([str(runs["A"]), str(runs["P"]), "--out", str(out)])
     assert out.stat().st_size > 10_000
     other = tmp_path / "other"   # a run of another kind cannot share the plot
     shutil.copytree(runs["A"], other)
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps(dict(config, kind="se")))
-    bad = subprocess.run([sys.executable, str(ROOT / "synthetic_envs" / "plots.py"), str(runs["A"]), str(other),
-                          "--out", str(tmp_path / "bad.png")], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "one kind, env and agent" in bad.stderr
+    err = one_line_usage_error(plots.main, "synthetic_envs/plots.py",
+                               [str(runs["A"]), str(other), "--out", str(tmp_path / "bad.png")], capsys)
+    assert "one kind, env and agent" in err
     assert not (tmp_path / "bad.png").exists()
 
 
