@@ -910,6 +910,11 @@ def test_nes_progress_of_several_seeds_on_one_plot(smoke_runs, tmp_path, capsys)
                                [str(runs["A"]), str(other), "--out", str(tmp_path / "bad.png")], capsys)
     assert "one kind, env and agent" in err
     assert not (tmp_path / "bad.png").exists()
+    empty = tmp_path / "empty"   # a folder that holds no run
+    empty.mkdir()
+    err = one_line_usage_error(plots.main, "synthetic_envs/plots.py",
+                               [str(runs["A"]), str(empty), "--out", str(tmp_path / "bad.png")], capsys)
+    assert "has no metrics.csv and config.json" in err and not (tmp_path / "bad.png").exists()
 
 
 def test_visitation_counts_every_state_the_training_agents_are_in(smoke_runs):
