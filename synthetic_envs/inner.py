@@ -193,10 +193,11 @@ def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: f
 def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool, settings: dict,
                       hp_overrides: dict | None = None, make_proxy=None, kind: str = "rn",
                       zero_terminal_potential: bool = False,
-                      early_stop: bool = True) -> tuple[InnerResult, dict]:
+                      early_stop: bool = True, threshold: float | None = None) -> tuple[InnerResult, dict]:
     """One fresh agent (hyperparameters varied when `vary`, then `hp_overrides` applied) trained on
     the real env, or on the proxy `make_proxy(real_env)` returns, and tested on a second real env
-    seeded seed + 100. Used by NES (every score) and by evaluate.py (every agent)."""
+    seeded seed + 100. Used by NES (every score) and by evaluate.py (every agent). `threshold`
+    replaces the env's solved return (None: the env's)."""
     spec = env_spec(env)
     real_env, test_env = make_real_env(env, seed), make_real_env(env, seed + 100)
     if vary:
@@ -207,7 +208,7 @@ def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool
     if make_proxy is not None:
         train_env = as_env(kind, make_proxy(real_env), real_env, spec.max_steps, hp["gamma"],
                            zero_terminal_potential)
-    result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=spec.threshold),
+    result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=spec.threshold if threshold is None else threshold),
                          on_se=make_proxy is not None and kind == "se", early_stop=early_stop)
     real_env.close()
     test_env.close()

@@ -58,6 +58,7 @@ DEFAULTS = {
     "weight_decay": 0.0,
     "quit_when_solved": True,  # SE: stop once the current proxy solves the env
     "unsolved_weight": 100.0,  # RN objective: penalty per return point below the threshold
+    "nes_threshold": None,     # RN: the return NES's agents aim at (None: the env's; see nes.nes_threshold)
     "zero_terminal_potential": False,  # True: Φ(terminal s') = 0 in the potential modes
     "proxy": {"hidden_size": 32, "hidden_layer": 1, "activation": "prelu"},
     "inner": {"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01},
@@ -148,6 +149,12 @@ def check_config(config: dict) -> None:
         if config["mode"] not in LEARNED_MODES:
             raise UsageError(f"mode {config['mode']} ({RN_MODES[config['mode']]}) has nothing to "
                              f"learn; evaluate.py trains it as a baseline")
+    if config["nes_threshold"] is not None:
+        if config["kind"] != "rn":
+            raise UsageError("nes_threshold applies to reward networks only (an SE's score is its agents' return)")
+        if isinstance(config["nes_threshold"], bool) or not isinstance(config["nes_threshold"], (int, float)) \
+                or not np.isfinite(config["nes_threshold"]):
+            raise UsageError(f"nes_threshold must be a number or null, got {config['nes_threshold']!r}")
     if config["score_transform"] not in nes.SCORE_TRANSFORMS:
         raise UsageError(f"score_transform must be one of {sorted(nes.SCORE_TRANSFORMS)}, "
                          f"got {config['score_transform']}")
