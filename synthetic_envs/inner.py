@@ -208,7 +208,8 @@ def train_fresh_agent(env: str, agent_name: str, hp: dict, seed: int, vary: bool
     if make_proxy is not None:
         train_env = as_env(kind, make_proxy(real_env), real_env, spec.max_steps, hp["gamma"],
                            zero_terminal_potential)
-    result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=spec.threshold if threshold is None else threshold),
+    threshold = spec.threshold if threshold is None else threshold
+    result = train_agent(agent, train_env, test_env, hp, dict(settings, threshold=threshold),
                          on_se=make_proxy is not None and kind == "se", early_stop=early_stop)
     real_env.close()
     test_env.close()
