@@ -422,6 +422,8 @@ CASES = [
     bad(SEE, "max-episodes-negative", "{se} --max-episodes -1", "--max-episodes"),
     bad(SEE, "workers-0", "{se} --workers 0", "--workers"),
     bad(SEE, "seed-negative", "{se} --seed -1", "--seed"),
+    bad(SEE, "eps-above-1", "{se} --eps 2", "--eps"),
+    bad(SEE, "eps-nan", "{se} --eps nan", "--eps"),
     # steve/train.py -------------------------------------------------------------------------------
     bad(VT, "missing-config", "{missing} --out-dir {new}", "config file not found"),
     bad(VT, "inherits-cycle", "{cycle} --out-dir {new}", "inherits cycle"),

@@ -909,6 +909,7 @@ def test_paper_figures_from_a_smoke_run(smoke_runs, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((run / "evaluation.json").read_text())
     assert report["protocol"] == "whole budget (the original's)" and report["test_episodes"] == 1
+    assert report["tabular_eps"] is None
     for member in report["groups"]["ql"]["baseline"]["agents"]:
         assert member["episodes"] == 30 and len(member["curve"]) == 30
         assert member["final_return"] == pytest.approx(np.mean([c[2] for c in member["curve"][-10:]]))
@@ -997,3 +998,11 @@ def test_an_out_of_reach_nes_threshold_scores_the_whole_training_as_the_referenc
     assert whole.solved_at is None
     assert score == -stopping.solved_at
     assert auc_score == pytest.approx(-whole.real_train_steps - 100.0 * (10000 - whole.final_return))
+
+
+def test_evaluate_eps_sets_the_tabular_agents_exploration_rate():
+    config = {"agent": "ql", "env": "cliff", "agent_hp": dict(TABULAR_HP["ql"])}
+    default = se_evaluate.eval_hp("ql", config, se_evaluate.parse_args(["run"]))
+    assert default["eps_init"] == default["eps_min"] == 0.1 and default["max_episodes"] == 500
+    as_in_nes = se_evaluate.eval_hp("sarsa", config, se_evaluate.parse_args(["run", "--eps", "0.01"]))
+    assert as_in_nes["eps_init"] == as_in_nes["eps_min"] == 0.01 and as_in_nes["max_episodes"] == 500
