@@ -260,7 +260,9 @@ def summary_so_far(state: nes.NESState, config: dict) -> dict:
 def score_meaning(config: dict) -> str:
     if config["kind"] == "se":
         return "mean real test return of agents trained on the SE"
-    return "minus real steps to solve, minus 100 per return point short of the threshold"
+    threshold = nes.nes_threshold(config)
+    return (f"minus real steps to solve, minus {config['unsolved_weight']:g} per return point short of "
+            f"{threshold:g}")
 
 
 if __name__ == "__main__":
