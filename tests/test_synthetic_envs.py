@@ -632,11 +632,11 @@ def test_a_random_reward_net_does_not_speed_up_q_learning():
 def test_nes_learns_a_cliff_reward_net_that_solves_faster_than_q_learning(tmp_path):
     out = tmp_path / "rn_cliff"
     result = train("--kind", "rn", "--env", "cliff", "--agent", "ql", "--mode", "2", "--seed", "5",
-                   "--iterations", "60", "--workers", "2", "--backend", "process", "--no-plots",
+                   "--iterations", "40", "--workers", "2", "--backend", "process", "--no-plots",
                    "--out-dir", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     table = rows(out / "metrics.csv")
-    assert len(table) == 60
+    assert len(table) == 40
     evaluation = run_evaluate(str(out), "--n-agents", "40", "--no-plots", "--workers", "2",
                               "--backend", "process")
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
