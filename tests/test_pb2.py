@@ -145,9 +145,10 @@ def test_exploit_then_explore_applies_the_new_lr_to_the_optimizer():
     assert lrs == {new_configs[1]["lr"]} and new_configs[1]["lr"] != configs[0]["lr"]
 
 
-@pytest.mark.parametrize("env", ["CartPole-v1", "bigfish"])
-@pytest.mark.parametrize("search, cat_exp", [("PBT", "random"), ("PB2", "random"),
-                                             ("PB2", "exp3_dep"), ("PB2", "cocabo")])
+# every search on CartPole; on Procgen (its own augmentation set, ~16 s a run) the mixed-input one
+@pytest.mark.parametrize("env, search, cat_exp", [
+    ("CartPole-v1", "PBT", "random"), ("CartPole-v1", "PB2", "random"), ("CartPole-v1", "PB2", "exp3_dep"),
+    ("CartPole-v1", "PB2", "cocabo"), ("bigfish", "PB2", "cocabo")])
 def test_every_search_and_cat_exp_runs_on_procgen_and_cartpole(tmp_path, env, search, cat_exp):
     from common.runs import check_run_dir
 
