@@ -65,7 +65,7 @@ def score_proxy(setup: dict, psi: np.ndarray, seed: int) -> tuple[float, inner.I
 
 def nes_threshold(setup: dict) -> float:
     """The return NES's inner agents aim at: the env's threshold, or the run's `nes_threshold`.
-    The reference's Cliff comparison runs set it out of reach (10000, "AUC"): no agent stops
+    The reference's own Cliff RN runs set it out of reach (10000, "AUC"): no agent stops
     early, and the RN score becomes minus the real steps of all its training episodes plus
     `unsolved_weight` times its final test return (an area under the learning curve)."""
     value = setup.get("nes_threshold")
