@@ -72,6 +72,14 @@ def nes_threshold(setup: dict) -> float:
     return env_spec(setup["env"]).threshold if value is None else float(value)
 
 
+def score_meaning(setup: dict) -> str:
+    """What a run's proxy scores are, in words (summary.json, the console, plot labels)."""
+    if setup["kind"] == "se":
+        return "mean real test return of agents trained on the SE"
+    return (f"minus real steps to solve, minus {setup['unsolved_weight']:g} per return point short of "
+            f"{nes_threshold(setup):g}")
+
+
 def score_many(setup: dict, psi: np.ndarray, seeds: list[int]) -> tuple[float, int, int]:
     """Agents on one proxy, one per seed: (combined score, real steps, of which test steps)."""
     scores, real, test = [], 0, 0

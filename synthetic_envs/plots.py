@@ -29,7 +29,9 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import UsageError  # noqa: E402
+from common.config import load_config_file  # noqa: E402
 from common.runs import load_checkpoint  # noqa: E402
+from synthetic_envs import nes  # noqa: E402
 from synthetic_envs.envs import env_spec  # noqa: E402
 from synthetic_envs.figures import curves_on_steps  # noqa: E402
 
@@ -43,7 +45,7 @@ def _rows(path: Path) -> list[dict]:
 
 def plot_nes_progress(run_dir: Path) -> Path:
     rows = _rows(run_dir / "metrics.csv")
-    config = json.loads((run_dir / "config.json").read_text())
+    config = load_config_file(run_dir / "config.json")   # missing or damaged: one line
     it = [int(r["iteration"]) for r in rows]
     steps = [int(r["env_steps"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -52,9 +54,8 @@ def plot_nes_progress(run_dir: Path) -> Path:
                               ("mean_worker_score", "mean perturbation", "--")):
         axes[0].plot(it, [float(r[key]) for r in rows], style, label=label)
     axes[1].plot(steps, [float(r["proxy_score"]) for r in rows], "-")
-    ylabel = ("mean real test return" if config["kind"] == "se"
-              else "score: −real steps to solve − 100·shortfall")
-    axes[0].set(xlabel="NES iteration", ylabel=ylabel)
+    axes[0].set_xlabel("NES iteration")
+    axes[0].set_ylabel(nes.score_meaning(config), fontsize=8)
     axes[1].set(xlabel="real env steps (all inner agents, tests included)", ylabel="current proxy score")
     axes[0].legend(fontsize=8)
     mode = f", mode {config['mode']}" if config["kind"] == "rn" else ""
@@ -68,7 +69,7 @@ def plot_nes_progress(run_dir: Path) -> Path:
 
 def plot_nes_seeds(run_dirs: list[Path], out: Path) -> Path:
     """The current proxy's score per NES iteration and per real step, one line per run (seed)."""
-    configs = [json.loads((d / "config.json").read_text()) for d in run_dirs]
+    configs = [load_config_file(d / "config.json") for d in run_dirs]
     kinds = {(c["kind"], c["env"], c["agent"], c["mode"] if c["kind"] == "rn" else None) for c in configs}
     if len(kinds) != 1:
         raise UsageError(f"NES progress of several runs needs runs of one kind, env and agent, got {sorted(kinds)}")
@@ -115,7 +116,7 @@ def plot_cliff_heatmap(run_dir: Path) -> Path | None:
     phi = cliff_potential(run_dir)
     if phi is None:
         return None
-    saved_mode = json.loads((run_dir / "config.json").read_text())["mode"]
+    saved_mode = load_config_file(run_dir / "config.json")["mode"]
     fig, ax = plt.subplots(figsize=(9, 3.4))
     image = ax.imshow(phi, cmap="viridis")
     for (row, col), value in np.ndenumerate(phi):

@@ -236,7 +236,7 @@ def main(argv=None) -> None:
                "best_return": state.best_score, "wall_seconds": round(wall, 2),
                "iterations": state.iteration, "solved": state.solved, "kind": config["kind"],
                "env": config["env"], "agent": config["agent"], "mode": config["mode"],
-               "seed": config["seed"], "score_meaning": score_meaning(config),
+               "seed": config["seed"], "score_meaning": nes.score_meaning(config),
                "non_finite_scores": state.non_finite_scores}
     run.write_summary(summary)
     if not args.no_plots:
@@ -246,7 +246,7 @@ def main(argv=None) -> None:
     print(f"NES {config['kind']} on {config['env']} ({config['agent']}"
           + (f", mode {config['mode']}" if config["kind"] == "rn" else "")
           + f"): proxy score {summary['final_return']:.4g}, best {state.best_score:.4g} "
-          f"({score_meaning(config)}), {state.env_steps} real env steps, {wall:.0f}s -> {run.path}")
+          f"({nes.score_meaning(config)}), {state.env_steps} real env steps, {wall:.0f}s -> {run.path}")
 
 
 def summary_so_far(state: nes.NESState, config: dict) -> dict:
@@ -255,14 +255,6 @@ def summary_so_far(state: nes.NESState, config: dict) -> dict:
             "final_return": state.last_score, "best_return": state.best_score,
             "wall_seconds": None, "iterations": state.iteration, "kind": config["kind"],
             "env": config["env"], "non_finite_scores": state.non_finite_scores}
-
-
-def score_meaning(config: dict) -> str:
-    if config["kind"] == "se":
-        return "mean real test return of agents trained on the SE"
-    threshold = nes.nes_threshold(config)
-    return (f"minus real steps to solve, minus {config['unsolved_weight']:g} per return point short of "
-            f"{threshold:g}")
 
 
 if __name__ == "__main__":
