@@ -40,7 +40,9 @@ from optim4rl.meta import A2CHyper, MetaA2C, Task  # noqa: E402
 from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params  # noqa: E402
 from optim4rl.sweeper import Sweeper, find_config  # noqa: E402
 
-SMOKE_STEPS, SMOKE_ENVS = 2e5, 64
+# --smoke: at most this many env steps and envs (MetaA2C: meta-training steps, 20 meta-iterations of
+# the laptop Catch set, ~15 s on one core; the full 62 of `catch_meta` are the learned-optimizer check)
+SMOKE_STEPS, SMOKE_META_STEPS, SMOKE_ENVS, SMOKE_PPO_STEPS = 2e5, 6.4e4, 64, 2e4
 CHECKPOINT = "checkpoint.pt"    # a MetaA2C run's state for --resume (removed when the run finishes)
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
 ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
@@ -69,13 +71,18 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
                         help="override a decoded config key, e.g. --set env.train_steps=1e5 "
                              "(repeatable; the key must exist; VALUE takes its type and must lie in its range)")
     parser.add_argument("--smoke", action="store_true",
-                        help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps and "
-                             f"{SMOKE_ENVS} envs (the laptop Catch pair is already about that size)")
+                        help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps "
+                             f"({SMOKE_META_STEPS:.1e} for MetaA2C) and {SMOKE_ENVS} envs; PPO {SMOKE_PPO_STEPS:.0e} steps")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N for A2C, CollectA2C and MetaA2C (default auto: CUDA "
                              "when torch sees it); PPO and RNNIdentity run on the CPU")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed MetaA2C run from the checkpoint.pt in its folder (same command)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch CPU threads of this run (default 1, as every paper here: the fastest for "
+                             "these small networks when other processes share the cores, and a result that does "
+                             "not depend on the machine's core count; 0: torch's default). A resumed MetaA2C run "
+                             "keeps the killed run's count")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                         help="MetaA2C: meta-iterations between checkpoints for --resume (default 0: a twentieth "
                              "of the run)")
@@ -359,10 +366,11 @@ def apply_flags(cfg: dict, args) -> dict:
     if cfg.get("datapath"):
         cfg["datapath"] = resolve_load_path(cfg["datapath"], args.logs_root)
     if args.smoke and "env" in cfg and name != "PPO":
-        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), SMOKE_STEPS)
+        budget = SMOKE_META_STEPS if name == "MetaA2C" else SMOKE_STEPS
+        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), budget)
         cfg["env"]["num_envs"] = min(int(cfg["env"]["num_envs"]), SMOKE_ENVS)
     elif args.smoke and name == "PPO":
-        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), 2e4)
+        cfg["env"]["train_steps"] = min(float(cfg["env"]["train_steps"]), SMOKE_PPO_STEPS)
     return cfg
 
 
@@ -417,6 +425,10 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
         device = torch.device("cpu")
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)   # float sums are split per thread: the count is part of the result
     checkpoint = None
     if args.resume:
         log_dir = Path(args.out_dir) if args.out_dir else Path(args.logs_root) / sweeper.config_name / str(config_idx)
@@ -474,7 +486,8 @@ def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:
               "env": r["Env"], "agent": r["Agent"]} for r in rows if r["Return"] == r["Return"]]
     if table:
         envs = ",".join(dict.fromkeys(r["env"] for r in table))
-        logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1), "env": envs})
+        logs.write_collection_outputs(log_dir, table, {"wall_seconds": round(time.time() - start, 1), "env": envs,
+                                                       "torch_threads": torch.get_num_threads()})
         plot_returns(log_dir)
 
 

@@ -22,3 +22,55 @@ def rows(path) -> list[dict]:
 def without_wall_time(table: list[dict]) -> list[dict]:
     """Rows to compare across runs: everything but the wall clock."""
     return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in table]
+
+
+
+def run_in_process(module: str, *args, prog: str | None = None) -> subprocess.CompletedProcess:
+    """`python <script> ARGS` for an input that is refused before any work, run as `main(ARGS)`
+    of `module` in this process (what the script's `run_main` does, from the repository root):
+    the same exit status and stderr, without a fresh interpreter's ~1.5 s import of torch.
+    tests/test_bad_inputs.py runs a few such cases per entry point as real scripts."""
+    import importlib
+
+    from common.cli import run_main
+
+    main = importlib.import_module(module).main
+    prog = prog or module.replace(".", "/") + ".py"
+    return _in_this_process([prog, *args], lambda: run_main(main, list(args), prog=prog))
+
+
+def run_script_in_process(script, *args) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS` run as its `__main__` in this process (sys.argv and sys.path as the
+    interpreter sets them, from the repository root), for --help and inputs refused before any
+    work."""
+    import runpy
+
+    return _in_this_process([str(script), *args], lambda: runpy.run_path(str(script), run_name="__main__"))
+
+
+def _in_this_process(argv: list[str], call) -> subprocess.CompletedProcess:
+    """Run `call()` as a script with `argv` would run: exit status from SystemExit (0 when it
+    returns), stdout and stderr captured; the working directory, environment, sys.argv,
+    sys.path and torch's thread count are restored afterwards."""
+    import contextlib
+    import io
+    import os
+
+    import torch
+
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    saved = os.getcwd(), dict(os.environ), torch.get_num_threads(), sys.argv, list(sys.path)
+    sys.argv, sys.path[:0] = argv, [str(Path(argv[0]).parent)]
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            call()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        torch.set_num_threads(saved[2])
+        sys.argv, sys.path[:] = saved[3], saved[4]
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())

@@ -6,11 +6,10 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, run_script_in_process
 
-ROOT = Path(__file__).resolve().parents[1]
 # script -> (the peers it imports, what its JSON must hold)
 SCRIPTS = {
     "td3_throughput": (("stable_baselines3",), ("ratio", "ratio_cpu", "target_met", "results")),
@@ -29,6 +28,12 @@ def run_script(name, *args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_in_process(name, *args):
+    """`python bench/<name>.py ARGS` in this process, for --help and inputs refused before any
+    work; the missing-peer test runs the real scripts."""
+    return run_script_in_process(ROOT / "bench" / f"{name}.py", *args)
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_missing_peer_is_one_line_and_exit_2(name):
     peers, _ = SCRIPTS[name]
@@ -45,7 +50,7 @@ def test_missing_peer_is_one_line_and_exit_2(name):
                                        ("pb2_vs_ray", "--seeds=0"), ("steve_vs_sb3", "--seeds=0")])
 def test_bad_input_is_one_line_and_exit_2_before_any_run(name, bad):
     """With the peers installed this is the script's own check; without, the missing peer."""
-    proc = run_script(name, "--quick", bad, timeout=120)
+    proc = run_in_process(name, "--quick", bad)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
@@ -54,14 +59,14 @@ def test_bad_input_is_one_line_and_exit_2_before_any_run(name, bad):
 def test_a_results_dir_that_cannot_be_made_is_refused_before_any_run(name, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    proc = run_script(name, "--quick", "--results-dir", str(blocker / "results"), timeout=120)
+    proc = run_in_process(name, "--quick", "--results-dir", str(blocker / "results"))
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help_describes_the_comparison(name):
-    proc = run_script(name, "--help", timeout=120)
+    proc = run_in_process(name, "--help")
     assert proc.returncode == 0 and "--quick" in proc.stdout
 
 
@@ -80,6 +85,7 @@ def test_quick_comparison_runs_and_writes_its_results(name, tmp_path):
     assert "|---|" in proc.stdout  # the printed table
 
 
+@pytest.mark.slow
 def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path):
     """Needs no peer: SEARL's batched vs one-by-one population training, tiny budget."""
     proc = run_script("searl_population_speed", "--quick", "--pairs", "1", "--updates", "20",
@@ -97,7 +103,7 @@ def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path)
 
 
 def test_searl_population_speed_refuses_bad_input_in_one_line():
-    proc = run_script("searl_population_speed", "--pairs", "0", timeout=120)
+    proc = run_in_process("searl_population_speed", "--pairs", "0")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 

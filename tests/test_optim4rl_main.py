@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.runs import check_run_dir
-from helpers import ROOT, rows, run_train
+from helpers import ROOT, rows, run_in_process, run_train
 from optim4rl.logs import final_return, is_finished_log
 from optim4rl.main import config_index
 from optim4rl.sweeper import Sweeper
@@ -27,6 +27,11 @@ def write_config(path, base: str, edit) -> str:
 def run(config, idx, root, *extra):
     return run_train("optim4rl", "--config_file", str(config), "--config_idx", str(idx),
                      "--logs-root", str(root), *extra)
+
+
+def refused(*args):
+    """optim4rl/train.py ARGS for an input it refuses before any work (in this process)."""
+    return run_in_process("optim4rl.train", *args)
 
 
 def test_sweeper_counts_the_seed_configs():
@@ -57,7 +62,7 @@ def test_a2c_run_writes_the_seed_and_collection_outputs(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 16000
     assert json.loads((folder / "config.json").read_text())["agent_optimizer"]["name"] == "Adam"
     assert check_run_dir(folder) == []
-    again = run(config, 2, tmp_path / "logs")      # a finished run is never overwritten
+    again = refused("--config_file", config, "--config_idx", "2", "--logs-root", str(tmp_path / "logs"))  # never overwritten
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     assert (folder / "result_catch.csv").exists()
 
@@ -75,7 +80,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
         config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c["agent"][0].update(name=["DQN"]))
     elif case == "file":
         config = str(tmp_path / "missing.json")
-    done = run(config, idx, tmp_path / "logs", *extra)
+    done = refused("--config_file", config, "--config_idx", str(idx), "--logs-root", str(tmp_path / "logs"), *extra)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "logs").exists()          # a failed start leaves nothing behind
@@ -84,6 +89,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     assert expected in done.stderr
 
 
+@pytest.mark.slow
 def test_collect_then_identity(tmp_path):
     config = write_config(tmp_path / "tiny_collect.json", "catch_collect.json",
                           lambda c: c["env"][0].update(num_envs=[16], train_steps=[32000]))
@@ -128,7 +134,7 @@ def test_common_flags_override_the_decoded_config(tmp_path):
     assert (out / "result_small_dense_short.csv").exists()
     for bad in (["--set", "env.nope=1"], ["--param-load-path", str(tmp_path / "missing.pt"), "--config_idx", "1"]):
         config = "catch_lopt" if "--param-load-path" in bad else "catch_a2c"
-        failed = run_train("optim4rl", "--config", config, "--out-dir", str(tmp_path / "bad"), *bad)
+        failed = refused("--config", config, "--out-dir", str(tmp_path / "bad"), *bad)
         assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
         assert not (tmp_path / "bad").exists()
 
@@ -157,14 +163,14 @@ def test_a_run_folder_is_written_only_by_the_same_run(tmp_path):
     log.write_text("\n".join(log.read_text().splitlines()[:-2]) + "\n")
     assert not is_finished_log(log)
     assert run_train("optim4rl", *args).returncode == 0 and is_finished_log(log)
-    finished = run_train("optim4rl", *args)
+    finished = refused(*args)
     assert finished.returncode == 2 and "--overwrite" in finished.stderr
     assert run_train("optim4rl", *args, "--overwrite").returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     for other in (["--seed", "9"], ["--set", "discount=0.99"], ["--config_idx", "1"]):
-        refused = run_train("optim4rl", *args, *other, "--overwrite")
-        assert refused.returncode == 2 and "another run" in refused.stderr, refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1
+        refusal = refused(*args, *other, "--overwrite")
+        assert refusal.returncode == 2 and "another run" in refusal.stderr, refusal.stderr
+        assert len(refusal.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -205,6 +211,7 @@ def test_update_against_gradient_slope_tells_sign_sgd_from_sgd(tmp_path):
     assert out.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     import os
     import signal
@@ -239,6 +246,27 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut))        # finished: nothing to resume
     assert again.returncode == 2 and "finished" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_run_takes_one_torch_thread_whatever_the_shell_and_more_only_when_asked(tmp_path):
+    """--threads (default 1, as every paper here) fixes the run's CPU sums: OMP_NUM_THREADS does not
+    change φ; --threads 2 splits them differently, which moves φ only by float rounding here
+    (README: measured 1.5e-8 after 20 meta-iterations)."""
+    import os
+
+    import torch
+    args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=8000"]  # 10 iterations
+    for name, shell, extra in (("one", "1", []), ("omp2", "2", []), ("two", "1", ["--threads", "2"])):
+        done = run_train("optim4rl", *args, *extra, "--out-dir", str(tmp_path / name),
+                         env={**os.environ, "OMP_NUM_THREADS": shell, "MKL_NUM_THREADS": shell})
+        assert done.returncode == 0, done.stderr[-2000:]
+    summaries = {name: json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "omp2", "two")}
+    assert [summaries[n]["torch_threads"] for n in ("one", "omp2", "two")] == [1, 1, 2]
+    phi = {name: torch.load(tmp_path / name / "param.pt") for name in ("one", "omp2", "two")}
+    assert all(torch.equal(phi["one"][k], phi["omp2"][k]) for k in phi["one"])
+    assert (tmp_path / "one" / "result_catch.csv").read_text() == (tmp_path / "omp2" / "result_catch.csv").read_text()
+    assert all(torch.allclose(phi["one"][k], phi["two"][k], rtol=0, atol=1e-5) for k in phi["one"])
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")

@@ -206,6 +206,7 @@ def test_optim4rl_loads_meta_parameters(tmp_path):
                 log_dir, QuietLogger())
 
 
+@pytest.mark.slow
 def test_ppo_adam_learns_inverted_pendulum(tmp_path):
     # 4 envs, 32 sequences of 16 steps per iteration (512 env steps), 16 iterations
     cfg = {"env": {"name": "InvertedPendulum-v5", "train_steps": 8192, "num_envs": 4, "eval_every": 8192,

@@ -53,6 +53,7 @@ def test_process_backend_matches_serial_with_one_thread_per_worker():
     assert threads == {1}
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_serial(ray_pool):
     serial, _ = results_and_threads("serial")
     ray_results, threads = results_and_threads("ray", ray_pool)
@@ -135,6 +136,7 @@ def test_process_backend_refuses_a_shared_object_it_cannot_share():
             pool.map(identity_of_shared, [1], shared={"a": np.zeros(3)})
 
 
+@pytest.mark.slow
 def test_ray_workers_sample_the_buffer_from_the_object_store(ray_pool):
     buffer = ReplayBuffer(1000, (17,), (6,), seed=0)
     add_random(buffer, 300)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import rows, run_train, without_wall_time
+from helpers import rows, run_in_process, run_train, without_wall_time
 from scipy import stats
 
 from pb2_procgen import pbt
@@ -75,6 +75,7 @@ def best_final_q(search, seed, root):
     return json.loads((out / "summary.json").read_text())["best_return"]
 
 
+@pytest.mark.slow
 def test_pb2_beats_pbt_on_the_toy_over_paired_seeds(tmp_path):
     pbt_q = [best_final_q("PBT", seed, tmp_path) for seed in range(20)]
     pb2_q = [best_final_q("PB2", seed, tmp_path) for seed in range(20)]
@@ -112,7 +113,7 @@ def test_toy_run_writes_metrics_and_plots(tmp_path):
     (["--search", "PB3"], "invalid choice: 'PB3'"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
-    result = train(*args, "--out-dir", str(tmp_path / "run"))
+    result = run_in_process("pb2_procgen.train", *args, "--out-dir", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
@@ -145,10 +146,10 @@ def test_exploit_then_explore_applies_the_new_lr_to_the_optimizer():
     assert lrs == {new_configs[1]["lr"]} and new_configs[1]["lr"] != configs[0]["lr"]
 
 
-# every search on CartPole; on Procgen (its own augmentation set, ~16 s a run) the mixed-input one
+# every search on CartPole; on Procgen (its own augmentation set, ~14 s a run: slow tier) the mixed-input one
 @pytest.mark.parametrize("env, search, cat_exp", [
     ("CartPole-v1", "PBT", "random"), ("CartPole-v1", "PB2", "random"), ("CartPole-v1", "PB2", "exp3_dep"),
-    ("CartPole-v1", "PB2", "cocabo"), ("bigfish", "PB2", "cocabo")])
+    ("CartPole-v1", "PB2", "cocabo"), pytest.param("bigfish", "PB2", "cocabo", marks=pytest.mark.slow)])
 def test_every_search_and_cat_exp_runs_on_procgen_and_cartpole(tmp_path, env, search, cat_exp):
     from common.runs import check_run_dir
 
@@ -164,6 +165,7 @@ def test_every_search_and_cat_exp_runs_on_procgen_and_cartpole(tmp_path, env, se
                for r in table)
 
 
+@pytest.mark.slow
 def test_agents_in_worker_processes_give_the_serial_results(tmp_path):
     common = ["--smoke", "--env", "CartPole-v1", "--search", "PB2", "--cat_exp", "cocabo",
               "--no-plots", "--set", "torch_threads=1"]
@@ -221,6 +223,7 @@ def test_bounds_written_as_in_the_readme_are_numbers():
     assert search_space(config).continuous["lr"] == (1e-4, 1e-3)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_run_at_one_and_two_threads(tmp_path):
     # PPO's float sums depend on torch's thread count: the run takes its own (torch_threads,
     # default 1), so OMP_NUM_THREADS does not change it (with torch_threads=0 this run's test

@@ -283,6 +283,7 @@ def test_procgen_adapter_shapes_seeding_and_quiet_import():
     assert "Gym" not in done.stderr and "gym" not in done.stdout
 
 
+@pytest.mark.slow
 def test_cartpole_learns_above_random():
     config = dict(num_envs=8, num_steps=128, minibatches=4, epochs=4)
     agent = PPOAgent("CartPole-v1", {"lr": 1e-3, "entropy_coef": 0.0, "clip_param": 0.2,

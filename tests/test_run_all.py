@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import run_script_in_process
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("fixtures") / "tiny_train.py"
 
@@ -52,10 +54,10 @@ def test_failed_starts_exit_2_with_one_line_and_keep_earlier_files(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     for args in (["--env", "HalfCheeta-v5"], ["--episodes", "-1"], ["--set", "lrr=1"],
                  ["--config", str(tmp_path / "missing.yaml")], []):
-        result = run_tiny("--out-dir", str(out), *args)
+        result = run_script_in_process(TINY, "--out-dir", str(out), *args)   # refused: no run, in this process
         assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
     assert "did you mean HalfCheetah-v5" not in result.stderr  # the last one: folder in use
     assert "already holds a run" in result.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    fresh = run_tiny("--out-dir", str(tmp_path / "new"), "--resume")
+    fresh = run_script_in_process(TINY, "--out-dir", str(tmp_path / "new"), "--resume")
     assert fresh.returncode == 2 and "no checkpoint" in fresh.stderr

@@ -1,12 +1,10 @@
 """SEARL-TD3's batched population (searl/batched_td3.py): the same numbers as one by one."""
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT
+from helpers import run_in_process
 
 from common.buffers import ReplayBuffer
 from common.envs import make_env
@@ -222,11 +220,9 @@ def test_exported_network_rebuilds_exactly(float64):
 
 
 def test_evaluate_refuses_a_bad_path_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "searl" / "evaluate.py"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = run_in_process("searl.evaluate", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "no exported policy" in result.stderr
     (tmp_path / "elite_policy.pt").write_bytes(b"not a checkpoint")
-    result = subprocess.run([sys.executable, str(ROOT / "searl" / "evaluate.py"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = run_in_process("searl.evaluate", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot read" in result.stderr

@@ -677,6 +677,7 @@ def greedy_return(policy, episodes=10, seed=100):
     return float(np.mean(returns))
 
 
+@pytest.mark.slow
 def test_single_individual_learns_cartpole():
     """Alternate: play whole episodes (>= 250 steps) with noisy exploration (the option, not the
     reference's default) into the replay,

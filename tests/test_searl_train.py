@@ -5,13 +5,18 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, rows, run_train, without_wall_time
+from helpers import ROOT, rows, run_in_process, run_train, without_wall_time
 
 from common.runs import check_run_dir
 
 
 def train(*args, timeout=600):
     return run_train("searl", *args, timeout=timeout)
+
+
+def refused(*args):
+    """searl/train.py ARGS for an input it refuses before any work (in this process)."""
+    return run_in_process("searl.train", *args)
 
 
 def test_smoke_preset_writes_every_output(tmp_path):
@@ -54,6 +59,7 @@ def test_dqn_value_support_follows_the_env(env, expected):
     assert config["dqn"]["v_max"] == 50   # unless the user sets it
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = ["--smoke", "--no-plots", "--set", "population=2"]
@@ -81,7 +87,7 @@ def test_resume_continues_exactly(tmp_path):
     (["--set", "td3.reset_each_learn=false"], "use --one-by-one"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
-    result = train(*args, "--expt_dir", str(tmp_path))
+    result = refused(*args, "--expt_dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not any(tmp_path.iterdir())  # nothing written
@@ -92,9 +98,9 @@ def test_bad_start_never_touches_an_existing_run(tmp_path):
     assert train("--smoke", "--no-plots", "--set", "population=2", "--total-steps", "800",
                  "--out-dir", str(run)).returncode == 0
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    result = train("--smoke", "--out-dir", str(run))
+    result = refused("--smoke", "--out-dir", str(run))
     assert result.returncode == 2 and "already holds a run" in result.stderr
-    result = train("--resume", "--env", "CartPole-v1", "--out-dir", str(run))
+    result = refused("--resume", "--env", "CartPole-v1", "--out-dir", str(run))
     assert result.returncode == 2 and "only the budget may change (got --env)" in result.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
@@ -122,6 +128,7 @@ def test_searl_td3_learns_pendulum(tmp_path):
     assert sorted(elite[-3:])[1] > -600, elite  # median of the last three generations
 
 
+@pytest.mark.slow
 def test_searl_dqn_smoke_on_cartpole(tmp_path):
     result = train("--config_file", str(ROOT / "searl" / "configs" / "searl_dqn.yaml"), "--smoke",
                    "--out-dir", str(tmp_path / "dqn"))
@@ -151,6 +158,7 @@ def test_searl_dqn_runs_on_atari_pong(tmp_path):
     assert -21 <= float(metrics[-1]["elite_test_return"]) <= 21
 
 
+@pytest.mark.slow
 def test_baseline_resume_continues_exactly(tmp_path):
     config = ["--config_file", str(ROOT / "searl" / "configs" / "td3.yaml"), "--smoke", "--no-plots"]
     assert train(*config, "--out-dir", str(tmp_path / "full")).returncode == 0

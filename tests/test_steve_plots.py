@@ -182,6 +182,7 @@ def test_pendulum_video_is_written_or_refused_in_one_line(ddpg_run, tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_mujoco_video_is_written_or_refused_in_one_line(tmp_path):
     config = tmp_path / "cheetah.json"   # 20-frame episodes: a short video
     config.write_text(json.dumps({"inherits": ["experiments/goodruns/halfcheetah/ddpg0.json"],

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, run_in_process
 from common.cli import UsageError
 from steve.config import load_config
 from steve.train import Run, allowed, choose_actions, main, value_config, world_batch
@@ -40,6 +40,7 @@ def files(folder):
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
     args = [PENDULUM.format("steve"), "--smoke", "--frames", "900", "--eval-every", "300", "--backup-every", "100",
             "--no-plots", "--seed", "3"]
@@ -83,7 +84,7 @@ def test_resume_refuses_another_seed_config_or_setting(tmp_path):
             main([*base, *extra])
     with pytest.raises(UsageError, match="differs"):   # another experiment's config
         main([PENDULUM.format("steve"), "--smoke", "--resume", "--out-dir", str(out)])
-    one_line = train(*base, "--seed", "99")   # and through the script: one line, exit 2
+    one_line = run_in_process("steve.train", *base, "--seed", "99")   # and through run_main: one line, exit 2
     assert one_line.returncode == 2 and one_line.stderr.count("\n") == 1, one_line.stderr
     assert files(out) == before
     old = tmp_path / "old"   # a backup from before the env and log positions were saved
@@ -136,6 +137,7 @@ def test_each_learner_keeps_its_own_data_ratio_and_warm_up():
         [True, False, True, False, True]
 
 
+@pytest.mark.slow
 def test_world_model_rate_and_warm_up_reach_the_run(tmp_path):
     out = tmp_path / "run"
     result = train(PENDULUM.format("steve"), "--smoke", "--frames", "900", "--no-plots", "--out-dir", str(out),

@@ -52,6 +52,7 @@ def test_steve_beats_mve_with_noisy_model(three_trials):
     assert final["steve_true"] < 5 and final["mve_true"] < 5
 
 
+@pytest.mark.slow
 def test_same_seed_same_csv(three_trials, tmp_path):
     proc = run_toy("--trials", "3", "--seed", "0", "--out-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -60,6 +61,7 @@ def test_same_seed_same_csv(three_trials, tmp_path):
 
 
 def test_zero_trials_is_a_usage_error(tmp_path):
-    proc = run_toy("--trials", "0", "--out-dir", str(tmp_path))
+    from helpers import run_in_process
+    proc = run_in_process("steve.toy_demo", "--trials", "0", "--out-dir", str(tmp_path))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--trials" in proc.stderr

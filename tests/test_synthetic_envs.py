@@ -748,7 +748,6 @@ def smoke_runs(tmp_path_factory):
     return runs, cut_rows
 
 
-@pytest.mark.slow
 def test_smoke_run_writes_every_output(smoke_runs):
     run = smoke_runs[0]["A"]
     config = json.loads((run / "config.json").read_text())
@@ -776,21 +775,18 @@ def test_smoke_run_writes_every_output(smoke_runs):
     assert check.stdout.startswith(f"cliff\t{summary['env_steps']}\t")
 
 
-@pytest.mark.slow
 def test_same_seed_gives_the_same_metrics(smoke_runs):
     runs, cut_rows = smoke_runs
     full = without_wall_time(rows(runs["A"] / "metrics.csv"))
     assert without_wall_time(cut_rows) == full[:2]
 
 
-@pytest.mark.slow
 def test_worker_processes_give_the_serial_metrics(smoke_runs):
     runs = smoke_runs[0]
     assert without_wall_time(rows(runs["P"] / "metrics.csv")) == \
         without_wall_time(rows(runs["A"] / "metrics.csv"))
 
 
-@pytest.mark.slow
 def test_resume_continues_exactly(smoke_runs):
     runs = smoke_runs[0]
     assert without_wall_time(rows(runs["B"] / "metrics.csv")) == \
@@ -802,7 +798,6 @@ def test_resume_continues_exactly(smoke_runs):
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-@pytest.mark.slow
 def test_starting_on_an_existing_run_folder_refuses_and_keeps_it(smoke_runs, capsys):
     run = smoke_runs[0]["A"]
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}

@@ -10,12 +10,10 @@ from torch import nn
 from synthetic_envs.deep_agents import (AGENTS, CONTINUOUS_ONLY, DDQN, DEFAULT_HP, DISCRETE_ONLY,
                                         HP_KEYS, ICM, TD3, DuelingQNet, vary_hp)
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date")
+# the paper's CartPole-v0; tiny networks, one torch thread (a second `pytestmark =` would replace this list)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date"), pytest.mark.usefixtures("one_thread")]
 
 ENV_IDS = {"cartpole": "CartPole-v0", "cmc": "MountainCarContinuous-v0"}
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_hp(agent: str, env: str, **overrides) -> dict:
