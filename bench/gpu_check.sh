@@ -4,7 +4,7 @@
 #
 #   bash bench/gpu_check.sh
 #
-# Prints the GPU's name and the torch / CUDA versions; runs `pytest -k cuda tests/` (every test
+# Prints the GPU's name and the torch / CUDA versions; runs `pytest -m '' -k cuda tests/` (every test
 # with "cuda" in its name; `-rs` lists the skips); then each run of GPU_RUNS below into a
 # temporary folder (removed at the end), each under `timeout`, and all of it under a total
 # budget (GPU_CHECK_BUDGET seconds, default 570), so the whole check stays under 10 minutes.
@@ -81,8 +81,8 @@ echo
 
 failed=0
 limit=$(limit_for $TEST_LIMIT)
-echo "== CUDA tests: $PYTHON -m pytest -q -rs -k cuda tests/ (limit ${limit}s)"
-timeout -k 10 "$limit" "$PYTHON" -m pytest -q -rs -p no:cacheprovider -k cuda tests/
+echo "== CUDA tests: $PYTHON -m pytest -q -rs -m '' -k cuda tests/ (limit ${limit}s)"
+timeout -k 10 "$limit" "$PYTHON" -m pytest -q -rs -p no:cacheprovider -m '' -k cuda tests/
 test_status=$?
 case $test_status in
   0) tests_result="passed" ;;

@@ -1,6 +1,6 @@
 """The side-by-side bench scripts. Their `--quick` runs need the peers of requirements-bench.txt
 (Stable-Baselines3, AgileRL, Ray Tune), which CI does not install: those tests run only where the
-peers are installed (`pytest tests/test_bench.py` in the bench virtualenv, ~8 min on 2 cores)
+peers are installed (`pytest -m "" tests/test_bench.py` in the bench virtualenv, ~8 min on 2 cores)
 and are skipped otherwise. Without the peers, each script must say so in one line (exit 2)."""
 import importlib.util
 import json

@@ -38,7 +38,7 @@ SMOKES = {
     "steve": [("steve/train.py experiments/goodruns/pendulum/steve0.json --smoke --frames 600 "
                "--eval-every 600", "runs/pendulum")],
     # run_all.sh's pair: meta-train φ, then fresh agents with it; 5e3 env steps (one meta-iteration
-    # of 3200) and 1e4, not the smoke's 2e5
+    # of 3200) and 1e4, not the smoke's 6.4e4 and 2e5
     "optim4rl": [("optim4rl/train.py --smoke --config_file catch_meta --config_idx 1 "
                   "--set env.train_steps=5e3", "runs/meta"),
                  ("optim4rl/train.py --smoke --config_file catch_lopt --config_idx 1 "
