@@ -41,7 +41,7 @@ from optim4rl.optimizers import OPTIMIZERS, make_optimizer, save_meta_params  # 
 from optim4rl.sweeper import Sweeper, find_config  # noqa: E402
 
 # --smoke: at most this many env steps and envs (MetaA2C: meta-training steps, 20 meta-iterations of
-# the laptop Catch set, ~15 s on one core; the full 62 of `catch_meta` are the learned-optimizer check)
+# the laptop Catch set, ~20 s on one core; the full 62 of `catch_meta` are the learned-optimizer check)
 SMOKE_STEPS, SMOKE_META_STEPS, SMOKE_ENVS, SMOKE_PPO_STEPS = 2e5, 6.4e4, 64, 2e4
 CHECKPOINT = "checkpoint.pt"    # a MetaA2C run's state for --resume (removed when the run finishes)
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
@@ -72,7 +72,8 @@ def parse_args(argv, prog: str = "optim4rl/main.py"):
                              "(repeatable; the key must exist; VALUE takes its type and must lie in its range)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"a small budget of the same run: at most {SMOKE_STEPS:.0e} env steps "
-                             f"({SMOKE_META_STEPS:.1e} for MetaA2C) and {SMOKE_ENVS} envs; PPO {SMOKE_PPO_STEPS:.0e} steps")
+                             f"({SMOKE_META_STEPS:.1e} for MetaA2C) and {SMOKE_ENVS} envs; "
+                             f"PPO {SMOKE_PPO_STEPS:.0e} steps")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N for A2C, CollectA2C and MetaA2C (default auto: CUDA "
                              "when torch sees it); PPO and RNNIdentity run on the CPU")

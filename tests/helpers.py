@@ -24,7 +24,6 @@ def without_wall_time(table: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in table]
 
 
-
 def run_in_process(module: str, *args, prog: str | None = None) -> subprocess.CompletedProcess:
     """`python <script> ARGS` for an input that is refused before any work, run as `main(ARGS)`
     of `module` in this process (what the script's `run_main` does, from the repository root):
@@ -45,13 +44,15 @@ def run_script_in_process(script, *args) -> subprocess.CompletedProcess:
     work."""
     import runpy
 
-    return _in_this_process([str(script), *args], lambda: runpy.run_path(str(script), run_name="__main__"))
+    return _in_this_process([str(script), *args], lambda: runpy.run_path(str(script), run_name="__main__"),
+                            script_dir=Path(script).parent)
 
 
-def _in_this_process(argv: list[str], call) -> subprocess.CompletedProcess:
-    """Run `call()` as a script with `argv` would run: exit status from SystemExit (0 when it
-    returns), stdout and stderr captured; the working directory, environment, sys.argv,
-    sys.path and torch's thread count are restored afterwards."""
+def _in_this_process(argv: list[str], call, script_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `call()` as a script with `argv` would run (`script_dir` first on sys.path, as the
+    interpreter puts a script's folder): exit status from SystemExit (0 when it returns), stdout
+    and stderr captured; the working directory, environment, sys.argv, sys.path and torch's
+    thread count are restored afterwards."""
     import contextlib
     import io
     import os
@@ -60,7 +61,7 @@ def _in_this_process(argv: list[str], call) -> subprocess.CompletedProcess:
 
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
     saved = os.getcwd(), dict(os.environ), torch.get_num_threads(), sys.argv, list(sys.path)
-    sys.argv, sys.path[:0] = argv, [str(Path(argv[0]).parent)]
+    sys.argv, sys.path[:0] = argv, [str(script_dir)] if script_dir else []
     os.chdir(ROOT)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

@@ -502,6 +502,7 @@ CASES = [
     bad(OM, "index-negative-into-other-paper", "--config catch_a2c --config_idx -1 --out-dir {searl}",
         "another run"),
     bad(OM, "index-abc", "--config catch_a2c --config_idx abc --out-dir {new}", "--config_idx"),
+    bad(OM, "threads-negative", "--config catch_a2c --threads -1 --out-dir {new}", "--threads"),
     bad(OM, "unknown-env", "--config catch_a2c --env catchh --out-dir {o4}", "catchh"),
     bad(OM, "unknown-set-key", "--config catch_a2c --set env.nope=1 --out-dir {new}", "env.nope"),
     bad(OM, "cuda", "--config catch_a2c --device cuda --out-dir {o4}", "cuda", marks=[NO_CUDA]),

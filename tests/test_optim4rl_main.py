@@ -62,7 +62,8 @@ def test_a2c_run_writes_the_seed_and_collection_outputs(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 16000
     assert json.loads((folder / "config.json").read_text())["agent_optimizer"]["name"] == "Adam"
     assert check_run_dir(folder) == []
-    again = refused("--config_file", config, "--config_idx", "2", "--logs-root", str(tmp_path / "logs"))  # never overwritten
+    # a finished run is never overwritten
+    again = refused("--config_file", config, "--config_idx", "2", "--logs-root", str(tmp_path / "logs"))
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     assert (folder / "result_catch.csv").exists()
 
