@@ -1,5 +1,9 @@
 """What the end-to-end tests of every paper's train.py share."""
 import csv
+import os
+import re
+import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +79,47 @@ def _in_this_process(argv: list[str], call, script_dir: Path | None = None) -> s
         torch.set_num_threads(saved[2])
         sys.argv, sys.path[:] = saved[3], saved[4]
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+# -- a fresh project: a copy of some paper folders and common/, run without this checkout ----------
+# This collection is pip-installed in editable mode (requirements.txt: `-e .`), so a plain
+# subprocess would import this checkout's `common` whatever a copy holds. The copies run under
+# `python -S`: without the site module no .pth file is read, so the editable install is invisible;
+# PYTHONPATH gives back the site-packages folders themselves (torch, gymnasium, ...).
+def isolated_env() -> dict:
+    """The environment of a fresh project: the installed packages, but not this collection."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    return {**env, "PYTHONPATH": os.pathsep.join(site.getsitepackages()), "OMP_NUM_THREADS": "1"}
+
+
+def isolated_python(*args, cwd, timeout=300) -> subprocess.CompletedProcess:
+    """`python ARGS` in `cwd` as a fresh project would run it (see isolated_env)."""
+    return subprocess.run([sys.executable, "-S", *args], cwd=cwd, env=isolated_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def copy_project(dest: Path, papers) -> Path:
+    """`dest` with a copy of each paper folder in `papers` and of common/."""
+    for folder in (*papers, "common"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def readme_example(paper: str) -> str:
+    """The first ```python block under the "## Use it in your code" heading of <paper>/README.md:
+    the example a test runs, so that the README and the test cannot drift."""
+    text = (ROOT / paper / "README.md").read_text()
+    section = text.split("\n## Use it in your code\n", 1)
+    assert len(section) == 2, f"{paper}/README.md has no '## Use it in your code' section"
+    block = re.search(r"```python\n(.*?)```", section[1].split("\n## ", 1)[0], re.S)
+    assert block, f"{paper}/README.md's 'Use it in your code' section has no ```python block"
+    return block.group(1)
+
+
+def run_readme_example(paper: str, dest: Path, timeout=300) -> subprocess.CompletedProcess:
+    """Copy <paper>/ and common/ into the empty folder `dest`, write the README's example there as
+    example.py and run it as a fresh project would (`python -S example.py`)."""
+    copy_project(dest, [paper])
+    (dest / "example.py").write_text(readme_example(paper))
+    return isolated_python("example.py", cwd=dest, timeout=timeout)

@@ -1,21 +1,12 @@
 """The README's promise: a paper folder plus `common/` is all a method needs. Each paper and
 `common/` are copied into a fresh project, and the paper's documented smoke command and every
-script's --help run there, as `python <paper>/<script>.py`.
-
-This collection is pip-installed in editable mode (requirements.txt: `-e .`), so a plain
-subprocess would import this checkout's `common` whatever the copy holds. The copies run under
-`python -S`: without the site module no .pth file is read, so the editable install is invisible;
-PYTHONPATH gives back the site-packages folders themselves (torch, gymnasium, ...).
+script's --help run there, as `python <paper>/<script>.py`, under `python -S` with only the
+installed packages on the path (tests/helpers.py says why).
 """
-import os
-import shutil
-import site
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, copy_project
+from helpers import isolated_python as python
 
 from common.runs import check_run_dir
 
@@ -44,24 +35,6 @@ SMOKES = {
                  ("optim4rl/train.py --smoke --config_file catch_lopt --config_idx 1 "
                   "--set env.train_steps=1e4 --param-load-path runs/meta/param.pt", "runs/lopt")],
 }
-
-
-def isolated_env() -> dict:
-    """The environment of a fresh project: the installed packages, but not this collection."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
-    return {**env, "PYTHONPATH": os.pathsep.join(site.getsitepackages()), "OMP_NUM_THREADS": "1"}
-
-
-def python(*args, cwd, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-S", *args], cwd=cwd, env=isolated_env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def copy_project(dest: Path, papers) -> Path:
-    for folder in (*papers, "common"):
-        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
 
 
 @pytest.fixture(scope="module")
