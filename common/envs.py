@@ -34,10 +34,13 @@ class StepCounter:
         return f"StepCounter({self.count})"
 
 
-class CountSteps(gym.Wrapper):
-    """Adds one to `counter` for every `step` of the wrapped (real) environment."""
+class CountSteps(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Adds one to `counter` for every `step` of the wrapped (real) environment. (Constructor
+    arguments recorded, as gymnasium's wrappers do, so `gymnasium.make(env.spec)` can remake the
+    env; gymnasium copies them, so a remade env counts into a copy of the counter.)"""
 
     def __init__(self, env: gym.Env, counter: StepCounter):
+        gym.utils.RecordConstructorArgs.__init__(self, counter=counter)
         super().__init__(env)
         self.counter = counter
 
@@ -46,10 +49,11 @@ class CountSteps(gym.Wrapper):
         return self.env.step(action)
 
 
-class Float32Observation(gym.ObservationWrapper):
+class Float32Observation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Casts float64 Box observations (MuJoCo's) to float32, bounds included."""
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         space = env.observation_space
         with np.errstate(over="ignore"):  # bounds beyond float32's range become +-inf
@@ -60,11 +64,12 @@ class Float32Observation(gym.ObservationWrapper):
         return observation.astype(np.float32)
 
 
-class SeedFirstReset(gym.Wrapper):
+class SeedFirstReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Passes `seed` to the first `reset()` that is not given one, so `make_env(id, seed)` alone
     makes the whole trajectory reproducible; later resets continue the env's own RNG."""
 
     def __init__(self, env: gym.Env, seed: int | None):
+        gym.utils.RecordConstructorArgs.__init__(self, seed=seed)
         super().__init__(env)
         self._pending_seed = seed
 

@@ -153,3 +153,27 @@ def test_an_episode_in_progress_continues_exactly_after_restore(env_id):
         traces.append(trace)
     assert len(traces[0]) == len(traces[1]) > 900   # at least one reset on the way
     assert all(np.array_equal(a, b) for a, b in zip(*traces))
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Pendulum-v1", "CartPole-v1", "Acrobot-v1"])
+def test_made_envs_pass_gymnasiums_checker_and_remake_from_their_spec(env_id):
+    """Every wrapper records its constructor arguments (gymnasium's convention), so check_env
+    passes and gymnasium.make(env.spec) rebuilds the same stack (with a copy of the counter)."""
+    import warnings
+
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    counter = StepCounter()
+    env = make_env(env_id, seed=0, counter=counter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # its advice (infinite Box bounds, check the unwrapped env)
+        check_env(env, skip_render_check=True)
+    remade = gym.make(env.spec)
+    assert str(remade) == str(env)
+    remade.reset(seed=1)
+    copied, steps = remade.get_wrapper_attr("counter"), counter.count
+    before = copied.count
+    remade.step(remade.action_space.sample())
+    assert copied is not counter and copied.count == before + 1 and counter.count == steps
+    assert remade.observation_space == env.observation_space
