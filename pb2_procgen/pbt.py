@@ -60,22 +60,32 @@ def pbt_explore(config: dict, space: SearchSpace, rng: np.random.Generator,
 
 
 def explore_round(agents, configs, rewards, bottom, parents, space, search, explorer, rng):
-    """Exploit and explore for every bottom agent; returns the new configs. PB2 chooses the
-    round's configs as a batch (GP-BUCB, as the reference): the configs of every agent outside the
-    top quantile are pending, each bottom agent's replaced by its new config once chosen."""
+    """Exploit and explore for every bottom agent; returns the new configs (explore_configs)."""
+    times = [agent.agent_steps for agent in agents]   # the parents' contexts, before any copy
+    new_configs = explore_configs(configs, rewards, times, bottom, parents, space, search,
+                                  explorer, rng)
+    for agent_index, parent_index in zip(bottom, parents):
+        exploit(agents[agent_index], agents[parent_index])
+        agents[agent_index].set_hyperparameters(new_configs[agent_index])
+    return new_configs
+
+
+def explore_configs(configs, rewards, times, bottom, parents, space, search, explorer, rng):
+    """The explore step alone, on configs (no agents): the new config of every bottom agent, from
+    its parent's config (PBT perturbation, or PB2's explorer at the parent's (time, reward)).
+    PB2 chooses the round's configs as a batch (GP-BUCB, as the reference): the configs of every
+    agent outside the top quantile are pending, each bottom agent's replaced by its new config
+    once chosen."""
     new_configs = list(configs)
     ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
     top = set(np.argsort(ranked, kind="stable")[-len(bottom):].tolist()) if bottom else set()
     running = [i for i in range(len(configs)) if i not in top]
     for agent_index, parent_index in zip(bottom, parents):
-        exploit(agents[agent_index], agents[parent_index])
         parent_config = configs[parent_index]
         if search == "PBT":
             new = pbt_explore(parent_config, space, rng)
         else:
             pending = [new_configs[i] for i in running]
-            new = explorer.select(agents[parent_index].agent_steps, rewards[parent_index],
-                                  parent_config, pending)
+            new = explorer.select(times[parent_index], rewards[parent_index], parent_config, pending)
         new_configs[agent_index] = new
-        agents[agent_index].set_hyperparameters(new)
     return new_configs
