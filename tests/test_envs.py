@@ -177,3 +177,18 @@ def test_made_envs_pass_gymnasiums_checker_and_remake_from_their_spec(env_id):
     remade.step(remade.action_space.sample())
     assert copied is not counter and copied.count == before + 1 and counter.count == steps
     assert remade.observation_space == env.observation_space
+
+
+def test_searls_atari_env_passes_gymnasiums_checker():
+    """The Atari stack SEARL-DQN trains on (ale-py + AtariPreprocessing + frame stack)."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    from searl.atari import make_atari_env
+
+    env = make_atari_env("ALE/Pong-v5", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env, skip_render_check=True)
+    assert env.observation_space.shape[0] == 4   # four stacked frames
