@@ -7,13 +7,13 @@
 after every generation; the single-agent baselines: the agent, at the end). The file stands alone: the
 weights, the architecture (hidden widths, skips, activation, LayerNorm eps), and how actions map
 to the env (policy output in [-1, 1] scaled to the action bounds; observations are used raw, as in
-training: SEARL does not normalise them). TD3 actors are rebuilt from that description; DQN
-networks are stored as the module itself (their conv layers carry per-layer padding state).
+training: SEARL does not normalise them). The file holds only tensors and plain Python values
+(format "searl-policy/2"): `torch.load(path, weights_only=True)` reads it, and a few lines of
+plain torch rebuild the network (searl/README.md, "Use it in your code").
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -30,23 +30,134 @@ from searl.algorithm import to_env_action  # noqa: E402
 from searl.evolvable import EvolvableMLP  # noqa: E402
 
 ELITE_FILE = "elite_policy.pt"
-FORMAT = "searl-policy/1"
+FORMAT = "searl-policy/2"
+LEGACY_FORMATS = ("searl-policy/1",)   # pickled modules / numpy arrays: read with weights_only=False
 
 
 def export_policy(path, individual, config: dict, env) -> None:
-    """Write `individual`'s acting network and what is needed to act with it (atomically)."""
+    """Write `individual`'s acting network and what is needed to act with it (atomically), as
+    plain data that `torch.load(path, weights_only=True)` reads: tensors, ints, floats, strings,
+    bools, None, lists and dicts (the layout: searl/README.md, "Use it in your code")."""
     payload = {"format": FORMAT, "env": config["env"], "algorithm": config["algorithm"],
-               "seed": config["seed"], "individual": individual.index,
-               "description": individual.describe()}
+               "seed": int(config["seed"]), "individual": int(individual.index),
+               "description": _plain(individual.describe())}
     if hasattr(individual, "actor"):  # TD3: a continuous policy in [-1, 1]
-        actor = individual.actor
-        payload.update(kind="td3", architecture=actor.architecture(),
-                       state_dict={k: v.detach().cpu() for k, v in actor.state_dict().items()},
-                       action_low=np.asarray(env.action_space.low, dtype=np.float64),
-                       action_high=np.asarray(env.action_space.high, dtype=np.float64))
+        payload.update(kind="td3", **td3_layout(individual.actor),
+                       action_low=[float(v) for v in np.ravel(env.action_space.low)],
+                       action_high=[float(v) for v in np.ravel(env.action_space.high)])
     else:  # DQN: greedy on the expected Q of the distributional network (mean weights)
-        payload.update(kind="dqn", network=copy.deepcopy(individual.net).to("cpu").eval())
+        payload.update(kind="dqn", **dqn_layout(individual.net))
     save_checkpoint(payload, path)
+
+
+def _plain(value):
+    """`value` with numpy scalars and tuples turned into Python ints/floats/lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _module_spec(module: torch.nn.Module) -> list:
+    """[torch.nn class name, *constructor args] that rebuild `module` (its weights aside)."""
+    if isinstance(module, torch.nn.Linear):
+        return ["Linear", module.in_features, module.out_features]
+    if isinstance(module, torch.nn.LayerNorm):
+        return ["LayerNorm", int(module.normalized_shape[0]), float(module.eps)]
+    return [type(module).__name__]   # an activation, made with its default arguments
+
+
+def td3_layout(actor: EvolvableMLP) -> dict:
+    """The actor as blocks of torch.nn modules: `layers` (one per hidden layer, then the output
+    layer), each {"modules": [[class name, *args], ...], "skip": int, "alpha": float}, and
+    `state_dict` keyed as torch.nn.Sequential(*all modules in order) keys it."""
+    blocks = [(layer, [layer.linear, *([layer.norm] if layer.norm is not None else []), layer.act])
+              for layer in actor.layers]
+    blocks.append((None, [actor.output, actor.output_act]))
+    layers, state_dict, index = [], {}, 0
+    for layer, modules in blocks:
+        for module in modules:
+            state_dict.update({f"{index}.{k}": v.detach().cpu().clone()
+                               for k, v in module.state_dict().items()})
+            index += 1
+        skip = layer.skip if layer is not None else 0
+        layers.append({"modules": [_module_spec(m) for m in modules], "skip": int(skip),
+                       "alpha": float(layer.alpha.item()) if skip else 0.0})
+    return {"architecture": _plain(actor.architecture()), "layers": layers,
+            "state_dict": state_dict}
+
+
+def _td3_network(payload: dict) -> EvolvableMLP:
+    """The EvolvableMLP a searl-policy/2 TD3 file describes."""
+    net = EvolvableMLP.from_architecture(payload["architecture"])
+    names, index = {}, 0
+    for i, block in enumerate(payload["layers"]):
+        prefix = f"layers.{i}." if i < len(net.layers) else ""
+        for name, *_ in block["modules"]:
+            if prefix:
+                names[index] = prefix + {"Linear": "linear", "LayerNorm": "norm"}.get(name, "act")
+            else:
+                names[index] = "output" if name == "Linear" else "output_act"
+            index += 1
+        if block["skip"]:
+            net.layers[i].alpha.data.fill_(block["alpha"])
+    state = {}
+    for key, value in payload["state_dict"].items():
+        number, rest = key.split(".", 1)
+        state[f"{names[int(number)]}.{rest}"] = value
+    for i, layer in enumerate(net.layers):
+        if layer.alpha is not None:
+            state[f"layers.{i}.alpha"] = layer.alpha.detach().clone()
+    net.load_state_dict(state)
+    return net
+
+
+def dqn_layout(net) -> dict:
+    """The dueling C51 network on its mean weights (what acting uses): `convs` (torso, empty for
+    vector observations) [{weight, bias, stride, padding [left, right, top, bottom], skip,
+    alpha}], `value` and `advantage` streams [{weight, bias, skip, alpha}] (the last entry of
+    each is the output layer), `activation` (a torch.nn class name), `support` (the atoms)."""
+    from searl.dqn import padding_sides
+
+    def entry(layer, **extra):
+        weight = layer.weight_mu if hasattr(layer, "weight_mu") else layer.weight
+        bias = layer.bias_mu if hasattr(layer, "bias_mu") else layer.bias
+        return {"weight": weight.detach().cpu().clone(), "bias": bias.detach().cpu().clone(),
+                **extra, "skip": int(layer.skip),
+                "alpha": float(layer.alpha.item()) if layer.alpha is not None else 0.0}
+
+    convs = [entry(conv, stride=int(conv.stride[0]),
+                   padding=list(padding_sides(net.arch["paddings"][i])))
+             for i, conv in enumerate(net.convs)]
+    return {"obs_shape": list(net.obs_shape), "n_actions": int(net.n_actions),
+            "activation": type(net.act).__name__, "convs": convs,
+            "value": [entry(layer) for layer in net.value],
+            "advantage": [entry(layer) for layer in net.advantage],
+            "support": net.support.detach().cpu().clone(), "architecture": _plain(net.arch)}
+
+
+def _dqn_network(payload: dict):
+    """The DuelingC51Net a searl-policy/2 DQN file describes (eval mode: mean weights)."""
+    from searl.dqn import DuelingC51Net
+
+    support = payload["support"]
+    net = DuelingC51Net(payload["obs_shape"], payload["n_actions"], payload["architecture"],
+                        len(support), float(support[0]), float(support[-1]), 0.0)
+    with torch.no_grad():
+        net.support.copy_(support)
+        for layers, entries in ((net.convs, payload["convs"]), (net.value, payload["value"]),
+                                (net.advantage, payload["advantage"])):
+            for layer, entry in zip(layers, entries, strict=True):
+                weight = layer.weight_mu if hasattr(layer, "weight_mu") else layer.weight
+                bias = layer.bias_mu if hasattr(layer, "bias_mu") else layer.bias
+                weight.copy_(entry["weight"])
+                bias.copy_(entry["bias"])
+                if layer.alpha is not None:
+                    layer.alpha.fill_(entry["alpha"])
+    return net
 
 
 class LoadedPolicy:
@@ -55,10 +166,12 @@ class LoadedPolicy:
     def __init__(self, payload: dict):
         self.payload = payload
         self.kind, self.env_id = payload["kind"], payload["env"]
-        if self.kind == "td3":
-            self.net = EvolvableMLP.from_architecture(payload["architecture"], payload["state_dict"])
+        if payload["format"] in LEGACY_FORMATS:
+            self.net = (EvolvableMLP.from_architecture(payload["architecture"],
+                                                       payload["state_dict"])
+                        if self.kind == "td3" else payload["network"])
         else:
-            self.net = payload["network"]
+            self.net = _td3_network(payload) if self.kind == "td3" else _dqn_network(payload)
         self.net.eval()
         self.dtype = next(self.net.parameters()).dtype
 
@@ -74,7 +187,9 @@ class LoadedPolicy:
 
 
 def load_policy(path) -> LoadedPolicy:
-    """The policy in `path` (a run folder or the file itself); one clear UsageError if not."""
+    """The policy in `path` (a run folder or the file itself); one clear UsageError if not.
+    A searl-policy/2 file is read with weights_only=True; an older searl-policy/1 file (pickled
+    network, numpy bounds) only with weights_only=False, so only load files you trust."""
     path = Path(path)
     if path.is_dir():
         path = path / ELITE_FILE
@@ -82,10 +197,16 @@ def load_policy(path) -> LoadedPolicy:
         raise UsageError(f"no exported policy at {path}: pass a SEARL run folder (holding "
                          f"{ELITE_FILE}) or the file itself")
     try:
-        payload = load_checkpoint(path)
-    except Exception as error:  # a truncated or foreign file: one line, not a traceback
-        raise UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a searl-policy/1 file (pickled classes), or a truncated/foreign one
+        try:
+            payload = load_checkpoint(path)
+        except Exception as error:  # a truncated or foreign file: one line, not a traceback
+            raise UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+        if isinstance(payload, dict) and payload.get("format") in LEGACY_FORMATS:
+            print(f"note: {path} is a {payload['format']} file (pickled; torch.load needs "
+                  f"weights_only=False for it); a new run exports {FORMAT}", file=sys.stderr)
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, *LEGACY_FORMATS):
         raise UsageError(f"{path} is not a SEARL policy file (expected format {FORMAT})")
     return LoadedPolicy(payload)
 
