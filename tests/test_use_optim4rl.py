@@ -9,7 +9,7 @@ from torch import nn
 from optim4rl.optimizers import make_optimizer, save_meta_params
 from optim4rl.torch_optim import (PHI_FILES, RESULTS, L2LGD2Optimizer, LinearOptimOptimizer,
                                   Optim4RLOptimizer)
-from tests.helpers import run_readme_example
+from helpers import run_readme_example
 
 
 def small_mlp(seed=0) -> nn.Module:

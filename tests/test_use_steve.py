@@ -7,7 +7,7 @@ import torch
 from steve.api import mve_target, steve_target
 from steve.models import WorldModel
 from steve.valuerl import ValueConfig, ValueLearner
-from tests.helpers import run_readme_example
+from helpers import run_readme_example
 
 GAMMA = 0.9
 S, A = 3, 2
