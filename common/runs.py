@@ -219,15 +219,17 @@ def save_checkpoint(state: Any, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> Any:
-    """Load a checkpoint this collection wrote. weights_only=False because checkpoints also hold
-    numpy arrays and RNG states; load only files you trust (your own runs). A missing,
-    truncated or corrupt file is a UsageError naming the file (one line, exit 2)."""
+def load_checkpoint(path: str | Path, map_location="cpu", weights_only: bool = False) -> Any:
+    """Load a checkpoint this collection wrote. weights_only=False by default because checkpoints
+    also hold numpy arrays and RNG states: load only files you trust (your own runs); files of
+    plain data (exported policies, proxies) pass weights_only=True. A missing, truncated or
+    corrupt file (or, with weights_only, one holding pickled objects) is a UsageError naming the
+    file (one line, exit 2)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile, AttributeError, ModuleNotFoundError, ImportError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]

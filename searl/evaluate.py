@@ -70,49 +70,51 @@ def _module_spec(module: torch.nn.Module) -> list:
     return [type(module).__name__]   # an activation, made with its default arguments
 
 
+def _td3_blocks(actor: EvolvableMLP) -> list:
+    """(hidden layer or None for the output, [its torch.nn modules in forward order]) per block:
+    the order in which a file's `layers` and `state_dict` list them."""
+    blocks = [(layer, [layer.linear, *([layer.norm] if layer.norm is not None else []), layer.act])
+              for layer in actor.layers]
+    return blocks + [(None, [actor.output, actor.output_act])]
+
+
 def td3_layout(actor: EvolvableMLP) -> dict:
     """The actor as blocks of torch.nn modules: `layers` (one per hidden layer, then the output
     layer), each {"modules": [[class name, *args], ...], "skip": int, "alpha": float}, and
     `state_dict` keyed as torch.nn.Sequential(*all modules in order) keys it."""
-    blocks = [(layer, [layer.linear, *([layer.norm] if layer.norm is not None else []), layer.act])
-              for layer in actor.layers]
-    blocks.append((None, [actor.output, actor.output_act]))
-    layers, state_dict, index = [], {}, 0
-    for layer, modules in blocks:
-        for module in modules:
-            state_dict.update({f"{index}.{k}": v.detach().cpu().clone()
-                               for k, v in module.state_dict().items()})
-            index += 1
-        skip = layer.skip if layer is not None else 0
-        layers.append({"modules": [_module_spec(m) for m in modules], "skip": int(skip),
-                       "alpha": float(layer.alpha.item()) if skip else 0.0})
+    modules = [m for _, block in _td3_blocks(actor) for m in block]
+    state_dict = {f"{i}.{k}": v.detach().cpu().clone()
+                  for i, module in enumerate(modules) for k, v in module.state_dict().items()}
+    layers = [{"modules": [_module_spec(m) for m in block], "skip": int(layer.skip if layer else 0),
+               "alpha": float(layer.alpha.item()) if layer is not None and layer.skip else 0.0}
+              for layer, block in _td3_blocks(actor)]
     return {"architecture": _plain(actor.architecture()), "layers": layers,
             "state_dict": state_dict}
 
 
 def _td3_network(payload: dict) -> EvolvableMLP:
-    """The EvolvableMLP a searl-policy/2 TD3 file describes."""
+    """The EvolvableMLP a searl-policy/2 TD3 file describes: its modules, in the file's order,
+    take the weights keyed by their index."""
     net = EvolvableMLP.from_architecture(payload["architecture"])
-    names, index = {}, 0
-    for i, block in enumerate(payload["layers"]):
-        prefix = f"layers.{i}." if i < len(net.layers) else ""
-        for name, *_ in block["modules"]:
-            if prefix:
-                names[index] = prefix + {"Linear": "linear", "LayerNorm": "norm"}.get(name, "act")
-            else:
-                names[index] = "output" if name == "Linear" else "output_act"
-            index += 1
-        if block["skip"]:
-            net.layers[i].alpha.data.fill_(block["alpha"])
-    state = {}
+    modules = [m for _, block in _td3_blocks(net) for m in block]
+    weights = [{} for _ in modules]
     for key, value in payload["state_dict"].items():
-        number, rest = key.split(".", 1)
-        state[f"{names[int(number)]}.{rest}"] = value
-    for i, layer in enumerate(net.layers):
-        if layer.alpha is not None:
-            state[f"layers.{i}.alpha"] = layer.alpha.detach().clone()
-    net.load_state_dict(state)
+        index, name = key.split(".", 1)
+        weights[int(index)][name] = value
+    with torch.no_grad():
+        for module, state in zip(modules, weights, strict=True):
+            module.load_state_dict(state)
+        for layer, block in zip(net.layers, payload["layers"]):
+            if block["skip"]:
+                layer.alpha.fill_(block["alpha"])
     return net
+
+
+def _mean_weights(layer) -> tuple:
+    """(weight, bias) a DQN layer acts with: a noisy layer's means, a plain layer's own."""
+    if hasattr(layer, "weight_mu"):
+        return layer.weight_mu, layer.bias_mu
+    return layer.weight, layer.bias
 
 
 def dqn_layout(net) -> dict:
@@ -123,8 +125,7 @@ def dqn_layout(net) -> dict:
     from searl.dqn import padding_sides
 
     def entry(layer, **extra):
-        weight = layer.weight_mu if hasattr(layer, "weight_mu") else layer.weight
-        bias = layer.bias_mu if hasattr(layer, "bias_mu") else layer.bias
+        weight, bias = _mean_weights(layer)
         return {"weight": weight.detach().cpu().clone(), "bias": bias.detach().cpu().clone(),
                 **extra, "skip": int(layer.skip),
                 "alpha": float(layer.alpha.item()) if layer.alpha is not None else 0.0}
@@ -151,8 +152,7 @@ def _dqn_network(payload: dict):
         for layers, entries in ((net.convs, payload["convs"]), (net.value, payload["value"]),
                                 (net.advantage, payload["advantage"])):
             for layer, entry in zip(layers, entries, strict=True):
-                weight = layer.weight_mu if hasattr(layer, "weight_mu") else layer.weight
-                bias = layer.bias_mu if hasattr(layer, "bias_mu") else layer.bias
+                weight, bias = _mean_weights(layer)
                 weight.copy_(entry["weight"])
                 bias.copy_(entry["bias"])
                 if layer.alpha is not None:
@@ -197,12 +197,9 @@ def load_policy(path) -> LoadedPolicy:
         raise UsageError(f"no exported policy at {path}: pass a SEARL run folder (holding "
                          f"{ELITE_FILE}) or the file itself")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a searl-policy/1 file (pickled classes), or a truncated/foreign one
-        try:
-            payload = load_checkpoint(path)
-        except Exception as error:  # a truncated or foreign file: one line, not a traceback
-            raise UsageError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+        payload = load_checkpoint(path, weights_only=True)
+    except UsageError:  # a searl-policy/1 file (pickled classes), or a truncated/foreign one
+        payload = load_checkpoint(path)     # a truncated or foreign file: its one-line UsageError
         if isinstance(payload, dict) and payload.get("format") in LEGACY_FORMATS:
             print(f"note: {path} is a {payload['format']} file (pickled; torch.load needs "
                   f"weights_only=False for it); a new run exports {FORMAT}", file=sys.stderr)

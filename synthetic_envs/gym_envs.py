@@ -22,15 +22,14 @@ Errors in what is asked (an unknown proxy name, a missing or foreign file) are `
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
-import torch
 from gymnasium.utils import RecordConstructorArgs, seeding
 
+from common.cli import UsageError
+from common.runs import load_checkpoint
 from synthetic_envs.envs import ENV_SPECS, CliffWalk, env_spec, make_real_env
 from synthetic_envs.proxies import (
     RewardEnv,
@@ -159,11 +158,10 @@ def load_proxy_file(path_or_name) -> tuple[dict, Path]:
     its file. Read with torch.load(weights_only=True): no code in the file is run."""
     path = _proxy_file(path_or_name)
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        saved = load_checkpoint(path, weights_only=True)
+    except UsageError as error:   # truncated, corrupt or holding pickled objects
         raise ValueError(f"load_env: path_or_name {str(path_or_name)!r}: {path} is not a readable "
-                         f"proxy file ({reason})") from None
+                         f"proxy file ({error})") from None
     if not isinstance(saved, dict) or any(key not in saved for key in _KEYS) \
             or saved["kind"] not in ("se", "rn") or saved["env"] not in ENV_SPECS:
         raise ValueError(f"load_env: path_or_name {str(path_or_name)!r}: {path} is not a synthetic_envs "

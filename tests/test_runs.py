@@ -242,3 +242,18 @@ def test_check_reports_files_of_different_runs(tmp_path):
     assert check_run_dir(tmp_path / "a") == []
     (tmp_path / "a" / "summary.json").write_bytes((tmp_path / "b" / "summary.json").read_bytes())
     assert any("files of different runs" in p for p in check_run_dir(tmp_path / "a"))
+
+
+def test_weights_only_loading_refuses_pickled_objects_in_one_line(tmp_path):
+    """load_checkpoint(weights_only=True), for files of plain data: a numpy array inside is a
+    UsageError naming the file; plain tensors and lists load."""
+    import numpy as np
+
+    from common.runs import load_checkpoint, save_checkpoint
+
+    save_checkpoint({"w": torch.ones(2), "bounds": [1.0, 2.0]}, tmp_path / "plain.pt")
+    assert load_checkpoint(tmp_path / "plain.pt", weights_only=True)["bounds"] == [1.0, 2.0]
+    save_checkpoint({"bounds": np.ones(2)}, tmp_path / "pickled.pt")
+    assert load_checkpoint(tmp_path / "pickled.pt")["bounds"].shape == (2,)
+    with pytest.raises(UsageError, match="pickled.pt"):
+        load_checkpoint(tmp_path / "pickled.pt", weights_only=True)
