@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from common.cli import UsageError
+from common.results import markdown_table, mean_se  # noqa: F401  (the bench scripts' tables)
 from common.runs import write_json_atomic
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -85,18 +85,6 @@ def run_child(script: str | Path, args: Sequence[str], timeout: float | None = N
 def emit(result: dict) -> None:
     """A child's answer to `run_child`: one JSON line on stdout."""
     print(json.dumps(result), flush=True)
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(se)
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def add_output_args(parser) -> None:
