@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -38,6 +39,17 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def copy_run_files(run_dir: str | Path, dest: str | Path, names: Sequence[str]) -> Path:
+    """Copy the small files `names` of a finished run folder (those it has) into `dest`: the data
+    a README's results are rebuilt from. Never checkpoints or replay memories: name the files."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, dest / name)
+    return dest
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -142,7 +142,7 @@ def make_agent_optimizer(cfg: dict, learning_rate=None, device="cpu"):
     name, kwargs = optimizer_spec(cfg, "agent_optimizer")
     lr = kwargs.pop("learning_rate", 1e-3) if learning_rate is None else learning_rate
     kwargs.pop("learning_rate", None)
-    if name in ("Adam", "RMSProp", "SGD"):
+    if str(name).lower() in ("adam", "rmsprop", "sgd", "signsgd"):
         kwargs.pop("param_load_path", None)
     path = kwargs.get("param_load_path", "")
     if not path:

@@ -39,7 +39,7 @@ from common.runs import save_checkpoint
 Params = Dict[str, Tensor]
 State = Dict[str, Any]   # str -> Tensor [A, ...] or a nested dict of such tensors
 
-OPTIMIZERS = ("Adam", "RMSProp", "SGD", "Optim4RL", "L2LGD2", "LinearOptim")
+OPTIMIZERS = ("Adam", "RMSProp", "SGD", "SignSGD", "Optim4RL", "L2LGD2", "LinearOptim")
 
 # jax.nn.initializers.variance_scaling divides the std of a normal truncated to [-2, 2] by this
 # constant (the std of the truncated standard normal) so the kernel has exactly variance 1 / fan_in.
@@ -174,6 +174,21 @@ class SGD(_Classical):
         new_state: State = {}
         t = self._trace(g, state, self.momentum, self.nesterov, new_state)   # momentum before lr
         return {k: -self.learning_rate * v for k, v in t.items()}, new_state
+
+
+class SignSGD(_Classical):
+    """Sign-SGD: u = -lr * sign(g), every coordinate moves by lr whatever its gradient's size (0
+    where g = 0). What an untrained Optim4RL approximates (its heads output about 0), and the direct
+    control for a meta-trained phi that learned a constant step (README, "What phi learned")."""
+
+    name = "SignSGD"
+
+    def init(self, params: Params) -> State:
+        return {}
+
+    def update(self, grads: Params, state: State) -> Tuple[Params, State]:
+        g = self._preprocess(grads)
+        return {k: -self.learning_rate * torch.sign(v) for k, v in g.items()}, {}
 
 
 class Adam(_Classical):
@@ -519,12 +534,13 @@ class L2LGD2(LinearOptim):
 # Construction, saving and loading
 # ---------------------------------------------------------------------------------------------
 
-_CLASSES = {"Adam": Adam, "RMSProp": RMSProp, "SGD": SGD,
+_CLASSES = {"Adam": Adam, "RMSProp": RMSProp, "SGD": SGD, "SignSGD": SignSGD,
             "Optim4RL": Optim4RL, "L2LGD2": L2LGD2, "LinearOptim": LinearOptim}
 _OPTIONS = {
     "Adam": ("b1", "b2", "eps", "eps_root", "grad_clip", "grad_norm"),
     "RMSProp": ("decay", "eps", "initial_scale", "centered", "momentum", "nesterov", "grad_clip", "grad_norm"),
     "SGD": ("momentum", "nesterov", "grad_clip", "grad_norm"),
+    "SignSGD": ("grad_clip", "grad_norm"),
     "Optim4RL": ("grad_clip", "hidden_size", "mlp_dims", "eps", "rnn_hidden_act", "param_load_path"),
     "LinearOptim": ("grad_clip", "hidden_size", "mlp_dims", "eps", "param_load_path"),
     "L2LGD2": ("grad_clip", "hidden_size", "mlp_dims", "eps", "p", "param_load_path"),
@@ -546,7 +562,7 @@ def make_optimizer(name: str, learning_rate: float, *, seed: Optional[int] = Non
                          f"allowed: learning_rate, {', '.join(_OPTIONS[canonical])}")
     if not isinstance(learning_rate, (int, float)) or learning_rate < 0:
         raise UsageError(f"learning_rate must be a non-negative number, got {learning_rate!r}")
-    if canonical in ("Adam", "RMSProp", "SGD"):
+    if canonical in ("Adam", "RMSProp", "SGD", "SignSGD"):
         return _CLASSES[canonical](learning_rate, **kwargs)
     load_path = kwargs.pop("param_load_path", "") or ""
     if generator is None:

@@ -9,9 +9,13 @@ checkpoints, the replay memory or the exported policy.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.results import copy_run_files  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "results" / "small_runs"
 FILES = ("config.json", "summary.json", "metrics.csv", "population.csv")
@@ -20,12 +24,7 @@ FILES = ("config.json", "summary.json", "metrics.csv", "population.csv")
 def collect(run_dir: Path, dest_root: Path = RUNS) -> Path:
     if not (run_dir / "summary.json").is_file():
         raise SystemExit(f"collect_results.py: {run_dir} has no summary.json (unfinished run?)")
-    dest = dest_root / run_dir.name
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, dest / name)
-    return dest
+    return copy_run_files(run_dir, dest_root / run_dir.name, FILES)
 
 
 def main(argv=None) -> int:

@@ -67,6 +67,14 @@ def test_sgd_plain_momentum_and_nesterov():
     assert u2 == pytest.approx([-0.5 * (b + 0.9 * (b + 0.9 * a)) for a, b in zip(G1, G2)])
 
 
+def test_sign_sgd_moves_every_coordinate_by_lr_and_zero_gradients_not_at_all():
+    u1, u2 = run_two_steps(make_optimizer("SignSGD", 0.5))
+    assert u1 == pytest.approx([-0.5 * math.copysign(1, g) for g in G1])
+    assert u2 == pytest.approx([-0.5 * math.copysign(1, g) for g in G2])
+    updates, state = make_optimizer("SignSGD", 0.5).update({"w": torch.tensor([[0.0, -1e-9, 7.0]])}, {})
+    assert updates["w"].tolist() == [[0.0, 0.5, -0.5]] and state == {}
+
+
 def test_elementwise_clip_before_the_optimizer():
     u1, _ = run_two_steps(make_optimizer("SGD", 1.0, grad_clip=0.8))
     assert u1 == pytest.approx([-0.5, 0.8, -0.8])
