@@ -25,8 +25,10 @@ the table entry with a target (learning rate 1, as in the reference):
   of the 8 model rollouts ("the model ensemble").
 
 Tracked: the MSE of the ensemble-mean table against V(s) = s over states 0..100, averaged over
-trials. Writes DIR/toy_results.csv (method,step,mse) and DIR/toy_results.png, and prints the
-final MSE per method.
+trials. Writes DIR/toy_results.csv (method,step,mse: the mean over trials, every 10 steps),
+DIR/toy_trials.csv (method,trial,step,mse: each trial every 100 steps, which the figure's band
+and the final spread come from), DIR/summary.json (settings, final MSE mean and std per method,
+wall seconds) and DIR/toy_results.png, and prints the final MSE per method.
 
 Reference values used (from the reference toy_demo.py): 100 non-terminal steps to the terminal
 (states 0..100), final reward 100, step reward -1, no discount, learning rate 1 (overwrite),
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -77,6 +80,7 @@ MODEL_ENSEMBLE = 8
 HORIZON = 5
 EPS = 1e-8                  # keeps the inverse variance finite when an ensemble agrees exactly
 LOG_EVERY = 10
+TRIAL_LOG_EVERY = 100       # toy_trials.csv keeps every trial at this resolution (small file)
 FLOOR = 1e-6                # plotted MSEs are floored here (exact zeros on a log axis)
 TRUE_V = np.arange(N_STATES, dtype=float)
 
@@ -170,6 +174,37 @@ def plot(steps, curves: dict, path: Path, trials: int, seed: int) -> None:
     plt.close(fig)
 
 
+def write_trials(steps, curves: dict, path: Path) -> None:
+    """Every trial's MSE every TRIAL_LOG_EVERY steps (and the last step): the data the figure and
+    the final spread are rebuilt from."""
+    keep = (steps % TRIAL_LOG_EVERY == 0) | (steps == steps[-1])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "trial", "step", "mse"])
+        for method, c in curves.items():
+            for trial, curve in enumerate(c):
+                for step, value in zip(steps[keep], curve[keep]):
+                    writer.writerow([method, trial, int(step), f"{value:.6g}"])
+
+
+def read_trials(path: Path):
+    """(steps, {method: array (trials, steps)}) from a toy_trials.csv."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    steps = np.array(sorted({int(r["step"]) for r in rows}))
+    curves = {}
+    for method in methods:
+        trials = sorted({int(r["trial"]) for r in rows if r["method"] == method})
+        c = np.zeros((len(trials), len(steps)))
+        index = {int(step): i for i, step in enumerate(steps)}
+        for r in rows:
+            if r["method"] == method:
+                c[int(r["trial"]), index[int(r["step"])]] = float(r["mse"])
+        curves[method] = c
+    return steps, curves
+
+
 def parse_args(argv):
     parser = ArgumentParser(prog="steve/toy_demo.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,13 +241,20 @@ def main(argv=None) -> None:
         for method, c in curves.items():
             for step, value in zip(steps, c.mean(axis=0)):
                 writer.writerow([method, int(step), f"{value:.6g}"])
+    write_trials(steps, curves, out / "toy_trials.csv")
     plot(steps, curves, out / "toy_results.png", args.trials, args.seed)
+    summary = {"trials": args.trials, "seed": args.seed, "train_steps": TRAIN_STEPS,
+               "final_mse": {m: {"mean": float(c[:, -1].mean()), "std": float(c[:, -1].std())}
+                             for m, c in curves.items()},
+               "wall_seconds": round(time.time() - start, 2)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     print(f"final MSE after {TRAIN_STEPS} steps ({args.trials} trials, seed {args.seed}):")
     print(f"  {'method':<12} {'mean':>10} {'std':>10}")
     for method, c in curves.items():
         print(f"  {method:<12} {c[:, -1].mean():>10.4g} {c[:, -1].std():>10.4g}")
-    print(f"wrote {out / 'toy_results.csv'} and {out / 'toy_results.png'} "
+    print(f"wrote {out / 'toy_results.csv'}, {out / 'toy_trials.csv'}, {out / 'summary.json'} "
+          f"and {out / 'toy_results.png'} "
           f"in {time.time() - start:.1f}s")
 
 
