@@ -20,6 +20,7 @@ every update, 0.3-0.7 MB each):
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -87,11 +88,11 @@ def gradient_summary(grad: np.ndarray) -> dict:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    root = Path(argv[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs_root", type=Path, help="the --logs-root of the runs (LOGS_ROOT/<config>/<idx>/)")
+    root = parser.parse_args(argv).logs_root
+    if not root.is_dir():
+        parser.error(f"{root} is not a folder")
     copied = 0
     pairs = []
     for config in RUN_CONFIGS:

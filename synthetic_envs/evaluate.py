@@ -61,6 +61,9 @@ def parse_args(argv):
     parser.add_argument("--eps", type=float, default=None,
                         help="tabular agents' exploration rate (default: 0.1, the spec's; the reference's "
                              "comparison scripts keep the run's own, 0.01 on the Cliff)")
+    parser.add_argument("--argmax-ties", choices=("first", "last"), default=None,
+                        help="tabular agents' greedy tie-break: first (torch >= 1.7) or last index (torch <= 1.6, "
+                             "the reference's); default: the run's agent_hp")
     parser.add_argument("--seed", type=int, default=1000, help="evaluation seed (default: 1000)")
     parser.add_argument("--name", default="evaluation", help="output name: NAME.json (default: evaluation)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
@@ -86,6 +89,8 @@ def eval_hp(agent: str, config: dict, args) -> dict:
         hp.update(EVAL_OVERRIDES)
         if args.eps is not None:
             hp.update(eps_init=args.eps, eps_min=args.eps)
+        if getattr(args, "argmax_ties", None):
+            hp["argmax_ties"] = args.argmax_ties
     if args.max_episodes:
         hp["max_episodes"] = args.max_episodes
     return hp
@@ -224,6 +229,7 @@ def evaluate(run_dir: Path, args) -> dict:
               "vary_hp": args.vary_hp, "seed": args.seed, "test_episodes": test_episodes,
               "protocol": "early stop" if args.early_stop else "whole budget (the original's)",
               "solved_window": args.solved_window, "tabular_eps": args.eps,
+              "argmax_ties": getattr(args, "argmax_ties", None),
               "agents": agents, "groups": {}}
     for agent in agents:
         report["groups"][agent] = {}

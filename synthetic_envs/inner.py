@@ -180,11 +180,16 @@ def train_agent(agent, train_env, real_env, hp: dict, settings: dict, on_se: boo
     return result
 
 
-def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: float) -> float:
-    """SE: the mean real test return. RN, the "reward threshold objective": minus the real
-    training steps until solved (all of them if never solved) minus a penalty for the final
-    test return's distance to the threshold."""
-    if kind == "se":
+RN_SCORES = ("steps", "final_return")
+
+
+def fitness(kind: str, result: InnerResult, threshold: float, unsolved_weight: float,
+            rn_score: str = "steps") -> float:
+    """SE: the mean real test return. RN, the "reward threshold objective" (`rn_score` "steps"):
+    minus the real training steps until solved (all of them if never solved) minus a penalty for
+    the final test return's distance to the threshold; `rn_score` "final_return": the final real
+    test return alone (the original's final code; its agents still stop once solved)."""
+    if kind == "se" or rn_score == "final_return":
         return result.final_return
     steps = result.solved_at if result.solved_at is not None else result.real_train_steps
     return -steps - unsolved_weight * max(0.0, threshold - result.final_return)

@@ -60,7 +60,8 @@ def score_proxy(setup: dict, psi: np.ndarray, seed: int) -> tuple[float, inner.I
         make_proxy=lambda real_env: set_flat(build_proxy(setup["kind"], real_env, setup["proxy"],
                                                          setup["mode"], spec.info_dim), psi),
         kind=setup["kind"], zero_terminal_potential=setup["zero_terminal_potential"], threshold=threshold)
-    return inner.fitness(setup["kind"], result, threshold, setup["unsolved_weight"]), result
+    return inner.fitness(setup["kind"], result, threshold, setup["unsolved_weight"],
+                         setup.get("rn_score", "steps")), result
 
 
 def nes_threshold(setup: dict) -> float:
@@ -76,6 +77,8 @@ def score_meaning(setup: dict) -> str:
     """What a run's proxy scores are, in words (summary.json, the console, plot labels)."""
     if setup["kind"] == "se":
         return "mean real test return of agents trained on the SE"
+    if setup.get("rn_score", "steps") == "final_return":
+        return f"final real test return (agents stop once solved at {nes_threshold(setup):g})"
     return (f"minus real steps to solve, minus {setup['unsolved_weight']:g} per return point short of "
             f"{nes_threshold(setup):g}")
 
@@ -138,7 +141,8 @@ def evaluate_workers(tasks: list[WorkerTask]) -> list[WorkerResult]:
     scores = [([], [], []) for _ in tasks]
     real, test = [0] * len(tasks), [0] * len(tasks)
     for (t, which), result in zip(owners, population.train_on_ses(setup, jobs)):
-        scores[t][which].append(inner.fitness(setup["kind"], result, threshold, setup["unsolved_weight"]))
+        scores[t][which].append(inner.fitness(setup["kind"], result, threshold, setup["unsolved_weight"],
+                                              setup.get("rn_score", "steps")))
         real[t] += result.real_steps
         test[t] += result.real_test_steps
     return [WorkerResult(*(_combined(setup, s) for s in scores[t]), real[t], test[t]) for t in range(len(tasks))]

@@ -175,16 +175,18 @@ class RewardEnv:
         x = one_hot(state, self.n_states) if self.discrete else np.asarray(state, np.float32)
         return np.concatenate([x, vector]) if self.mode in INFO_MODES else x
 
-    @torch.no_grad()
     def phi(self, state, vector) -> float:
-        if self.mode in (101, 102):
-            return float(self.net(torch.as_tensor(vector)))
-        if self.discrete:
+        if self.discrete and self.mode not in (101, 102):
             key = (state, vector.tobytes() if self.mode in INFO_MODES else b"")
-            if key not in self.cache:
-                self.cache[key] = float(self.net(torch.as_tensor(self._input(state, vector))))
-            return self.cache[key]
-        return float(self.net(torch.as_tensor(self._input(state, vector))))
+            cached = self.cache.get(key)   # a cache hit needs no torch call (nor no_grad's cost)
+            if cached is None:
+                cached = self.cache[key] = self._net_phi(self._input(state, vector))
+            return cached
+        return self._net_phi(vector if self.mode in (101, 102) else self._input(state, vector))
+
+    @torch.no_grad()
+    def _net_phi(self, x: np.ndarray) -> float:
+        return float(self.net(torch.as_tensor(x)))
 
     def reset(self, seed=None, options=None):
         self.state, info = self.real_env.reset(seed=seed)

@@ -13,10 +13,17 @@ import numpy as np
 # evaluate.py applies EVAL_OVERRIDES (ε 0.1, 500 episodes) when it trains fresh agents.
 TABULAR_HP = {
     "ql": {"alpha": 1.0, "gamma": 0.8, "eps_init": 0.01, "eps_min": 0.01, "eps_decay": 0.0,
-           "max_episodes": 100, "init_episodes": 0, "beta": 0.1, "count_based": False},
+           "max_episodes": 100, "init_episodes": 0, "beta": 0.1, "count_based": False,
+           "argmax_ties": "first"},
     "sarsa": {"alpha": 1.0, "gamma": 0.8, "eps_init": 0.01, "eps_min": 0.01, "eps_decay": 0.0,
-              "max_episodes": 100, "init_episodes": 0, "beta": 0.1, "count_based": False},
+              "max_episodes": 100, "init_episodes": 0, "beta": 0.1, "count_based": False,
+              "argmax_ties": "first"},
 }
+# Which action a greedy step takes when several Q-values tie (at the start every Q is 0):
+# "first" the lowest index (torch.argmax since 1.7, numpy), "last" the highest (torch.argmax
+# on the CPU up to 1.6, which the reference ran on). It changes plain Q-learning's real steps
+# to solve the Cliff (README, implementation detail 18).
+ARGMAX_TIES = ("first", "last")
 EVAL_OVERRIDES = {"eps_init": 0.1, "eps_min": 0.1, "max_episodes": 500}
 
 
@@ -35,11 +42,17 @@ class QLearning:
         self.q = [[0.0] * self.n_actions for _ in range(n_states)]
         self.rng = random.Random(seed)
         self.count_based, self.beta = hp["count_based"], hp["beta"]
+        ties = hp.get("argmax_ties", "first")
+        if ties not in ARGMAX_TIES:
+            raise ValueError(f"argmax_ties must be one of {', '.join(ARGMAX_TIES)}, got {ties!r}")
+        self.last_ties = ties == "last"
         self.visits = [[0] * self.n_actions for _ in range(n_states)] if self.count_based else None
 
     def greedy(self, state: int) -> int:
         row = self.q[state]
-        return row.index(max(row))  # ties go to the first action, like torch.argmax in the reference
+        if self.last_ties:   # torch <= 1.6 on the CPU, the reference's
+            return len(row) - 1 - row[::-1].index(max(row))
+        return row.index(max(row))   # torch >= 1.7, numpy
 
     def act(self, state: int, explore: bool) -> int:
         if explore and self.rng.random() < self.eps:

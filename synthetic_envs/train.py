@@ -37,6 +37,7 @@ from common.parallel import WorkerPool  # noqa: E402
 from common.runs import RunDir, default_run_dir, reopen_run, save_checkpoint  # noqa: E402
 from synthetic_envs import inner, nes  # noqa: E402
 from synthetic_envs.envs import ENV_SPECS, env_spec, make_real_env  # noqa: E402
+from synthetic_envs.tabular import ARGMAX_TIES  # noqa: E402
 from synthetic_envs.proxies import LEARNED_MODES, RN_MODES, build_proxy, check_mode, set_flat  # noqa: E402
 
 KINDS = ("se", "rn")
@@ -57,6 +58,7 @@ DEFAULTS = {
     "grad_eval_type": "mean",  # combine them by mean | min
     "weight_decay": 0.0,
     "quit_when_solved": True,  # SE: stop once the current proxy solves the env
+    "rn_score": "steps",       # RN objective: steps (reward threshold objective) | final_return
     "unsolved_weight": 100.0,  # RN objective: penalty per return point below the threshold
     "nes_threshold": None,     # RN: the return NES's agents aim at (None: the env's; see nes.nes_threshold)
     "zero_terminal_potential": False,  # True: Φ(terminal s') = 0 in the potential modes
@@ -155,6 +157,11 @@ def check_config(config: dict) -> None:
         if isinstance(config["nes_threshold"], bool) or not isinstance(config["nes_threshold"], (int, float)) \
                 or not np.isfinite(config["nes_threshold"]):
             raise UsageError(f"nes_threshold must be a number or null, got {config['nes_threshold']!r}")
+    if config["rn_score"] not in inner.RN_SCORES:
+        raise UsageError(f"rn_score must be one of {', '.join(inner.RN_SCORES)}, got {config['rn_score']!r}")
+    ties = config["agent_hp"].get("argmax_ties")
+    if ties is not None and ties not in ARGMAX_TIES:
+        raise UsageError(f"agent_hp.argmax_ties must be one of {', '.join(ARGMAX_TIES)}, got {ties!r}")
     if config["score_transform"] not in nes.SCORE_TRANSFORMS:
         raise UsageError(f"score_transform must be one of {sorted(nes.SCORE_TRANSFORMS)}, "
                          f"got {config['score_transform']}")

@@ -674,6 +674,8 @@ def one_line_usage_error(main, prog, argv, capsys):
     (["--set", "agent_hp.gamma=2"], "'agent_hp.gamma' must be in [0, 1]"),
     (["--set", "nes_threshold=high"], "nes_threshold must be a number or null, got 'high'"),
     (["--kind", "se", "--set", "nes_threshold=0"], "nes_threshold applies to reward networks only"),
+    (["--set", "rn_score=auc"], "rn_score must be one of steps, final_return, got 'auc'"),
+    (["--set", "agent_hp.argmax_ties=middle"], "agent_hp.argmax_ties must be one of first, last, got 'middle'"),
 ])
 def test_train_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -1013,3 +1015,66 @@ def test_evaluate_eps_sets_the_tabular_agents_exploration_rate():
     assert default["eps_init"] == default["eps_min"] == 0.1 and default["max_episodes"] == 500
     as_in_nes = se_evaluate.eval_hp("sarsa", config, se_evaluate.parse_args(["run", "--eps", "0.01"]))
     assert as_in_nes["eps_init"] == as_in_nes["eps_min"] == 0.01 and as_in_nes["max_episodes"] == 500
+
+
+@pytest.mark.parametrize("ties, expected", [("first", 0), ("last", 3)])
+def test_argmax_ties_pick_the_first_or_the_last_action(ties, expected):
+    """torch.argmax on the CPU returned the last of tied maxima up to torch 1.6 (the reference's),
+    the first since 1.7 (and numpy); greedy Q-learning breaks ties as `argmax_ties` says."""
+    from synthetic_envs.tabular import QLearning
+    agent = QLearning(48, make_real_env("cliff", 0).action_space, dict(TABULAR_HP["ql"], argmax_ties=ties), 0)
+    assert agent.greedy(START) == expected                      # all four Q-values tie at 0
+    agent.q[START] = [-1.0, 0.5, 0.5, -2.0]
+    assert agent.greedy(START) == (1 if ties == "first" else 2)
+    agent.q[START] = [-1.0, 0.5, 0.0, -2.0]                     # no tie: the same action
+    assert agent.greedy(START) == 1
+    with pytest.raises(ValueError, match="argmax_ties"):
+        QLearning(48, make_real_env("cliff", 0).action_space, dict(TABULAR_HP["ql"], argmax_ties="mid"), 0)
+
+
+def test_tie_direction_changes_plain_q_learning_but_both_solve():
+    """Plain Q-learning on the Cliff with either tie direction: both solve, by different paths."""
+    results = {}
+    for ties in ("first", "last"):
+        setup = dict(eval_setup(), agent_hp=dict(TABULAR_HP["ql"], **dict(EVAL_OVERRIDES, max_episodes=300),
+                                                 argmax_ties=ties),
+                     inner={"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01})
+        result, _ = inner.train_fresh_agent("cliff", "ql", setup["agent_hp"], 3, False, setup["inner"])
+        results[ties] = result
+    assert all(r.solved_at is not None for r in results.values())
+    assert results["first"].solved_at != results["last"].solved_at
+
+
+def test_final_return_rn_score_is_the_final_test_return_with_the_early_stop_kept():
+    """rn_score final_return (the original's final code): an RN scores its agent's final real
+    test return; the agent still stops once the mean of its last 10 tests reaches -20."""
+    base = dict(eval_setup(), mode=2, agent_hp=dict(TABULAR_HP["ql"], eps_init=0.1, eps_min=0.1, max_episodes=60),
+                inner={"test_episodes": 1, "check_every": 1, "early_out_num": 10, "se_plateau": 0.01})
+    psi = nes.initial_psi(base, 0)
+    steps_score, steps_run = nes.score_proxy(base, psi, 5)
+    score, result = nes.score_proxy(dict(base, rn_score="final_return"), psi, 5)
+    assert result.solved_at == steps_run.solved_at is not None and result.episodes < 60
+    assert steps_score == -steps_run.solved_at
+    assert score == result.final_return >= -20
+    assert "final real test return" in nes.score_meaning(dict(base, rn_score="final_return"))
+
+
+def test_evaluate_argmax_ties_overrides_the_runs_tie_direction():
+    config = {"agent": "ql", "env": "cliff", "agent_hp": dict(TABULAR_HP["ql"], argmax_ties="last")}
+    assert se_evaluate.eval_hp("ql", config, se_evaluate.parse_args(["run"]))["argmax_ties"] == "last"
+    hp = se_evaluate.eval_hp("ql", config, se_evaluate.parse_args(["run", "--argmax-ties", "first"]))
+    assert hp["argmax_ties"] == "first"
+
+
+def test_the_feb_2021_fig5_config_sets_the_seed_readmes_setting():
+    """configs/rn_cliff_fig5_feb2021.yaml: mirrored sampling, one agent per score, ε 0.01, PReLU
+    1x32, the final-return score with the -20 threshold, 200 iterations, last-index ties."""
+    args = se_train.parse_args(["--mode", "1", "--config",
+                                str(ROOT / "synthetic_envs" / "configs" / "rn_cliff_fig5_feb2021.yaml")])
+    config = se_train.build_config(args)
+    assert config["iterations"] == 200 and config["estimator"] == "mirrored" and config["num_grad_evals"] == 1
+    assert config["rn_score"] == "final_return" and config["nes_threshold"] is None
+    assert config["proxy"] == {"hidden_size": 32, "hidden_layer": 1, "activation": "prelu"}
+    assert config["agent_hp"]["eps_init"] == config["agent_hp"]["eps_min"] == 0.01
+    assert config["agent_hp"]["argmax_ties"] == "last" and config["agent_hp"]["alpha"] == 1.0
+    assert (config["sigma"], config["step_size"], config["score_transform"], config["num_workers"]) == (0.1, 0.5, 3, 16)
