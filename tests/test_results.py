@@ -20,7 +20,6 @@ UNBACKED = {
     "searl": {"hc-2m": "the 2M-frame HalfCheetah runs (stopped at 510k); issue 32 re-runs them",
               "hc-2m-projection": "per-generation times of that lost run; issue 32"},
     "synthetic_envs": {"cliff_rn_fig5_auc": "the 105 NES runs of the mixed-date AUC setting",
-                       "cartpole_se_evaluation": "20-agent evaluations of the CartPole SEs (8-14 min each)",
                        "cartpole_se_transfer": "the CartPole SE transfer evaluation (~24 min)",
                        "cartpole_se_varyhp": "the varied-hyperparameter CartPole SE evaluation (~23 min)"},
     "steve": {"hc-30k": "the 30k-frame HalfCheetah DDPG vs STEVE runs; issue 33 re-runs the comparison",
