@@ -219,6 +219,24 @@ def save_checkpoint(state: Any, path: str | Path) -> Path:
     return path
 
 
+def verify_checkpoint(path: str | Path) -> None:
+    """Check every record of a torch.save zip file against the CRC-32 the zip stores for it,
+    before unpickling: torch.load itself reads tensor bytes unchecked, so a flipped byte inside
+    tensor data would load as a different number. A mismatch is a UsageError naming the file
+    and the record (one line, exit 2). Files that are not zips (torch's legacy format) pass
+    through to torch.load, which reports them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        return
+    except (OSError, RuntimeError, ValueError, EOFError) as error:   # a header or length broken
+        damaged = f"its zip structure ({type(error).__name__})"
+    if damaged is not None:
+        raise UsageError(f"checkpoint {path} is damaged (checksum mismatch in {damaged}); restore it "
+                         f"from a copy or start a new run in another --out-dir")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu", weights_only: bool = False) -> Any:
     """Load a checkpoint this collection wrote. weights_only=False by default because checkpoints
     also hold numpy arrays and RNG states: load only files you trust (your own runs); files of
@@ -228,6 +246,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", weights_only: bool = F
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
+    verify_checkpoint(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from common.cli import UsageError
-from common.runs import save_checkpoint
+from common.runs import save_checkpoint, verify_checkpoint
 
 Params = Dict[str, Tensor]
 State = Dict[str, Any]   # str -> Tensor [A, ...] or a nested dict of such tensors
@@ -585,6 +585,7 @@ def load_meta_params(optimizer: LearnedOptimizer, path: str) -> LearnedOptimizer
         raise UsageError(f"param_load_path {path!r} does not exist (expected a .pt file written by "
                          f"save_meta_params)")
     first = next(optimizer.parameters())
+    verify_checkpoint(path)   # a flipped byte inside the tensors would otherwise load silently
     try:
         saved = torch.load(path, map_location=first.device, weights_only=True)
         optimizer.load_state_dict(saved)

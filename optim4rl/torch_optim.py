@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.cli import UsageError
+from common.runs import verify_checkpoint
 from optim4rl.optimizers import L2LGD2, LearnedOptimizer, LinearOptim, Optim4RL
 
 __all__ = [
@@ -88,6 +90,10 @@ def _phi_path(phi: str) -> tuple[str, float | None]:
 
 
 def _read_phi(path: str) -> dict[str, Tensor]:
+    try:
+        verify_checkpoint(path)   # a flipped byte inside the tensors would otherwise load silently
+    except UsageError as error:
+        raise ValueError(f"phi={path!r}: {error}") from None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:   # noqa: BLE001 (a corrupt or foreign file raises many kinds)

@@ -397,6 +397,28 @@ def test_save_load_round_trip(tmp_path):
         make_optimizer("L2LGD2", 1e-3, param_load_path=str(path))
 
 
+def test_a_phi_with_a_flipped_byte_is_refused_by_both_loaders(tmp_path):
+    """A flipped byte inside φ's tensors would load as another optimizer: both readers (the
+    sweep's load_meta_params and the torch.optim wrapper) check the file's CRCs first."""
+    import zipfile
+
+    from optim4rl.torch_optim import Optim4RLOptimizer
+    path = tmp_path / "phi.pt"
+    save_meta_params(make_optimizer("Optim4RL", 1e-3, seed=1), path)
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    header = info.header_offset
+    start = header + 30 + int.from_bytes(data[header + 26:header + 28], "little") + \
+        int.from_bytes(data[header + 28:header + 30], "little")
+    data[start + info.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="is damaged"):
+        make_optimizer("Optim4RL", 1e-3, param_load_path=str(path))
+    with pytest.raises(ValueError, match=r"phi=.*is damaged"):
+        Optim4RLOptimizer([torch.zeros(3, requires_grad=True)], phi=str(path), lr=1e-3)
+
+
 def test_user_errors_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="unknown optimizer 'Adagrad'.*" + ", ".join(OPTIMIZERS)):
         make_optimizer("Adagrad", 1e-3)

@@ -191,6 +191,34 @@ def test_a_damaged_checkpoint_is_one_usage_error_naming_the_file(tmp_path, damag
     assert str(path) in message and "start a new run" in message and "\n" not in message
 
 
+def _tensor_data_offset(path) -> int:
+    """Where the bytes of the checkpoint's tensor record start (inside the zip's stored data)."""
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if "/data/" in i.filename)
+    data = path.read_bytes()
+    name_len, extra_len = (int.from_bytes(data[info.header_offset + k:info.header_offset + k + 2], "little")
+                           for k in (26, 28))
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def test_a_flipped_byte_inside_tensor_data_is_refused_not_loaded(tmp_path):
+    """torch.load reads tensor bytes unchecked: without the CRC check this loads as another
+    number. Every byte of the record is tried at one place: the first, a middle and the last."""
+    weights = torch.arange(1000.0)
+    path = save_checkpoint({"weights": weights, "step": 3}, tmp_path / "latest.pt")
+    start, clean = _tensor_data_offset(path), path.read_bytes()
+    for offset in (start, start + 2000, start + 4 * 1000 - 1):
+        damaged = bytearray(clean)
+        damaged[offset] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(UsageError, match=r"is damaged \(checksum mismatch in .*data/0\)") as error:
+            load_checkpoint(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+        path.write_bytes(clean)
+        assert torch.equal(load_checkpoint(path)["weights"], weights)
+
+
 def test_a_missing_checkpoint_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")
