@@ -1,7 +1,9 @@
 """Run folders: config.json, metrics.csv, summary.json and atomic checkpoints.
 
 A run folder holds everything one run produced. Starting a run never touches a folder that
-already holds files unless `--resume` was given, and `--resume` needs a checkpoint there. A
+already holds files unless `--resume` was given, and `--resume` needs a checkpoint there. One
+process at a time writes a folder (lock_run_dir); a checkpoint is checked against its zip's
+CRC-32s before it is loaded (verify_checkpoint). A
 train.py checks everything a user can get wrong (env id, config keys, budget, device) *before*
 creating its RunDir, so a failed start leaves nothing behind.
 
@@ -23,6 +25,11 @@ import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+try:
+    import fcntl
+except ImportError:   # Windows: no advisory locks; run folders are not locked there
+    fcntl = None
 
 import torch
 
@@ -57,6 +64,7 @@ class RunDir:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"cannot create run folder {self.path}: {error.strerror}") from None
+        lock_run_dir(self.path)
 
     # -- config and summary ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -100,6 +108,36 @@ class RunDir:
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
         return load_checkpoint(self.checkpoints / name, map_location)
+
+
+_LOCKS: dict[Path, int] = {}
+
+
+def lock_run_dir(path: str | Path) -> None:
+    """Hold an exclusive lock on a run folder for the rest of this process's life, so that two
+    processes (two `--resume` of one folder, a second start) never write one run. The lock is
+    flock(2) on the folder itself: no lock file, and the kernel drops it when the holder exits,
+    however it dies (kill -9 included), so a dead run's folder is never stuck. A folder held by a
+    live process is a UsageError (one line, exit 2). No-op where the folder does not exist yet, on
+    systems without fcntl (Windows), and for a folder this process already holds."""
+    path = Path(path).absolute()
+    if fcntl is None or path in _LOCKS or not path.is_dir():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UsageError(f"run folder {path} is in use by another process (a run writing it now); "
+                         f"wait for it to end, or choose another --out-dir") from None
+    _LOCKS[path] = fd
+
+
+def unlock_run_dir(path: str | Path) -> None:
+    """Release lock_run_dir's lock before this process ends (tests; a process that moves on)."""
+    fd = _LOCKS.pop(Path(path).absolute(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def run_id_of(folder: str | Path) -> str | None:

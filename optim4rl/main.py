@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
-from common.runs import load_checkpoint, require_finite, save_checkpoint, write_divergence  # noqa: E402
+from common.runs import load_checkpoint, lock_run_dir, require_finite, save_checkpoint, write_divergence  # noqa: E402
 from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges,  # noqa: E402
                            coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
@@ -431,14 +431,17 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     if args.threads:
         torch.set_num_threads(args.threads)   # float sums are split per thread: the count is part of the result
     checkpoint = None
+    target = Path(args.out_dir) if args.out_dir else Path(args.logs_root) / sweeper.config_name / str(config_idx)
+    lock_run_dir(target)   # a run writing this folder now: one line, exit 2, nothing touched
     if args.resume:
-        log_dir = Path(args.out_dir) if args.out_dir else Path(args.logs_root) / sweeper.config_name / str(config_idx)
+        log_dir = target
         checkpoint = resume_checkpoint(log_dir, cfg, args)
     elif args.out_dir:
         log_dir = logs.prepare_run_folder(args.out_dir, cfg, overwrite=args.overwrite)
     else:
         log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, config_idx, overwrite=args.overwrite,
                                     config=cfg)
+    lock_run_dir(log_dir)
     if checkpoint is None:
         logs.write_config(log_dir, cfg)
     start = time.time() - (checkpoint["wall_seconds"] if checkpoint else 0.0)

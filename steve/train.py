@@ -41,7 +41,7 @@ from common.buffers import ReplayBuffer  # noqa: E402
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
 from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
-from common.runs import (check_out_dir, load_checkpoint, require_finite,  # noqa: E402
+from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
                          save_checkpoint, write_divergence, write_json_atomic)
 from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
 from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
@@ -547,6 +547,7 @@ def main(argv=None) -> None:
     if args.resume:
         if not backup_path.is_file():
             raise UsageError(f"--resume: no backup at {backup_path}")
+        lock_run_dir(out)   # a second writer of this folder: one line, exit 2
         if not args.smoke and _saved_run(out).get("smoke"):   # a smoke run continues as one
             args.smoke, cfg = True, resolve_experiment(args, True)
         saved_run = check_resume(args, cfg, out)
@@ -570,6 +571,7 @@ def main(argv=None) -> None:
                          "it cannot continue exactly: start a new run in another --out-dir")
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
+    lock_run_dir(out)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)
     write_json_atomic(out / "config.json", {**cfg, "_run": {
         "seed": seed, "smoke": args.smoke, "frames": budget["frames"], "eval_every": budget["eval_every"],

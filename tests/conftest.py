@@ -10,3 +10,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def release_run_folder_locks():
+    """A run started in-process holds its folder's lock for the life of the process
+    (common.runs.lock_run_dir); in the tests each in-process run stands for a process of its
+    own, so its locks are released when the test ends."""
+    yield
+    from common import runs
+    for path in list(runs._LOCKS):
+        runs.unlock_run_dir(path)

@@ -56,14 +56,18 @@ def _in_this_process(argv: list[str], call, script_dir: Path | None = None) -> s
     """Run `call()` as a script with `argv` would run (`script_dir` first on sys.path, as the
     interpreter puts a script's folder): exit status from SystemExit (0 when it returns), stdout
     and stderr captured; the working directory, environment, sys.argv, sys.path and torch's
-    thread count are restored afterwards."""
+    thread count are restored afterwards, and the run-folder locks it took are released (a
+    script's process would end)."""
     import contextlib
     import io
     import os
 
     import torch
 
+    from common import runs
+
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    held = set(runs._LOCKS)
     saved = os.getcwd(), dict(os.environ), torch.get_num_threads(), sys.argv, list(sys.path)
     sys.argv, sys.path[:0] = argv, [str(script_dir)] if script_dir else []
     os.chdir(ROOT)
@@ -78,6 +82,9 @@ def _in_this_process(argv: list[str], call, script_dir: Path | None = None) -> s
         os.environ.update(saved[1])
         torch.set_num_threads(saved[2])
         sys.argv, sys.path[:] = saved[3], saved[4]
+        from common import runs
+        for folder in set(runs._LOCKS) - held:
+            runs.unlock_run_dir(folder)
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 

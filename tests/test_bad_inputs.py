@@ -596,6 +596,44 @@ def test_bad_input_as_a_script(prog, argv, words, runs, tmp_path, guarded):
     assert_refused(result.returncode, result.stderr, prog, words)
 
 
+# -- a run folder in use by another process ------------------------------------------------------------
+IN_USE = {  # paper -> the --resume of its fixture run folder (each would continue that run)
+    "searl": ("searl/train.py", "--resume --out-dir {searl}"),
+    "pb2": ("pb2_procgen/train.py", "--resume --out-dir {pb2}"),
+    "se": ("synthetic_envs/train.py", "--resume --out-dir {se}"),
+    "steve": ("steve/train.py", f"{PENDULUM} --resume --out-dir {{steve}}"),
+    "o4": ("optim4rl/main.py", "--config catch_a2c --config_idx 1 --set env.train_steps=2000 "
+                               "--set env.num_envs=8 --out-dir {o4} --resume"),
+}
+HOLD_LOCK = ("import sys, time; from common.runs import lock_run_dir; lock_run_dir(sys.argv[1]); "
+             "print('locked', flush=True); time.sleep(120)")
+
+
+@pytest.mark.parametrize("paper", list(IN_USE))
+def test_a_run_folder_in_use_is_refused_and_freed_when_its_writer_dies(paper, runs, tmp_path, guarded, capfd):
+    """Two writers of one run folder (two --resume, say) used to both run and write duplicate
+    metrics rows. The folder's lock: the second gets one line and exit 2, nothing touched; once
+    the first is killed (-9: no clean-up runs) the folder is free again."""
+    from common.runs import lock_run_dir, unlock_run_dir
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(runs[paper])], env=clean_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        prog, argv = IN_USE[paper]
+        args = resolve(argv, runs, guarded["inputs"], tmp_path)
+        main = importlib.import_module(ENTRY_POINTS[prog]).main
+        capfd.readouterr()
+        guarded["freeze"]()
+        with pytest.raises(SystemExit) as stopped:
+            run_main(main, args, prog=prog)
+        assert_refused(stopped.value.code, capfd.readouterr().err, prog, ("in use by another process",))
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run_dir(runs[paper])      # the kernel dropped the dead holder's lock
+    unlock_run_dir(runs[paper])
+
+
 # -- python -m common.runs check, bash run_all.sh -------------------------------------------------------
 CHECK_CASES = [  # (argv, status, words, as a command?): its documented statuses, 2 for a
     # usage mistake, 1 for a run folder with problems; the rest in-process (its _check_main)

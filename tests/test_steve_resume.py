@@ -17,6 +17,7 @@ import torch
 
 from helpers import ROOT, run_in_process
 from common.cli import UsageError
+from common.runs import unlock_run_dir
 from steve.config import load_config
 from steve.train import Run, allowed, choose_actions, main, value_config, world_batch
 
@@ -96,6 +97,7 @@ def test_resume_refuses_another_seed_config_or_setting(tmp_path):
     with pytest.raises(UsageError, match="older steve/train.py"):
         main([PENDULUM.format("ddpg"), "--smoke", "--resume", "--out-dir", str(old)])
     assert files(old) == kept
+    unlock_run_dir(out)   # main() above took the folder's lock, as a process holds it for its life
     longer = train(*base, "--frames", "600", "--no-plots")   # the budget may grow
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["seed"] == 6
