@@ -400,7 +400,12 @@ def check_run_dir(path: str | Path) -> list[str]:
     if not problems:
         config = json.loads((path / "config.json").read_text())
         summary = json.loads((path / "summary.json").read_text())
-        problems += [f"summary.json lacks '{key}'" for key in SUMMARY_KEYS if key not in summary]
+        problems += [f"summary.json lacks '{key}'" for key in (*SUMMARY_KEYS, "status", "run_id")
+                     if key not in summary]
+        if summary.get("status") not in (None, "finished", "diverged"):
+            problems.append(f"the run did not finish (status {summary['status']!r})")
+        problems += [f"summary.json's {key} is not a number ({summary[key]!r})" for key in SUMMARY_KEYS
+                     if key in summary and summary.get("status") != "diverged" and not _is_number(summary[key])]
         config_id = (config.get(RUN_META_KEY) or {}).get("id")
         if summary.get("run_id") and config_id and summary["run_id"] != config_id:
             problems.append(f"files of different runs: summary.json is from run "
@@ -418,6 +423,10 @@ def check_run_dir(path: str | Path) -> list[str]:
     if not any(path.glob("*.png")):
         problems.append("no PNG plot in the run folder")
     return problems
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_main(args: list[str]) -> int:

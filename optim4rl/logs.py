@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from common.cli import UsageError
 from common.config import RUN_META_KEY
-from common.runs import SUMMARY_KEYS, write_json_atomic, write_run_config
+from common.runs import SUMMARY_KEYS, run_id_of, write_json_atomic, write_run_config
 
 LOG_FILE = "log.txt"
 RESULT_COLUMNS = ("Env", "Agent", "Step", "Return")
@@ -269,7 +269,8 @@ def write_collection_outputs(log_dir: str | Path, rows: Sequence[Mapping[str, An
                 "final_return": final_return(returns), "best_return": max(returns)}
     full = {**defaults, **summary}
     full = {**{key: full[key] for key in SUMMARY_KEYS},
-            **{key: value for key, value in full.items() if key not in SUMMARY_KEYS}}
+            **{key: value for key, value in full.items() if key not in SUMMARY_KEYS},
+            "status": "finished", "run_id": run_id_of(log_dir)}   # as every paper's (common.runs)
     summary_path = log_dir / "summary.json"
     write_json_atomic(summary_path, full)
     return metrics_path, summary_path

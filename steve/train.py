@@ -28,6 +28,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E
 from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
-                         save_checkpoint, write_divergence, write_json_atomic)
+                         run_id_of, save_checkpoint, versions, write_divergence, write_json_atomic)
 from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
 from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
 
@@ -576,7 +577,11 @@ def main(argv=None) -> None:
     write_json_atomic(out / "config.json", {**cfg, "_run": {
         "seed": seed, "smoke": args.smoke, "frames": budget["frames"], "eval_every": budget["eval_every"],
         "backup_every": budget["backup_every"], "corrupt_model": corrupt,
-        "layout": "speedrun" if speedrun else "one process", "device": str(device)}})
+        "layout": "speedrun" if speedrun else "one process", "device": str(device),
+        # as common.runs.write_run_config: what ran it, and an id a resume keeps (check compares it)
+        "versions": versions(), "command": " ".join(sys.argv),
+        "started": (saved_run or {}).get("started") or time.strftime("%Y-%m-%d %H:%M:%S"),
+        "id": (saved_run or {}).get("id") or uuid.uuid4().hex}})
     seed_everything(seed)
     set_single_thread()
     run = Run(cfg, seed, corrupt, device)
@@ -635,6 +640,7 @@ def write_summary(run: Run, out: Path, cfg: dict, last: dict, seed: int, seconds
     if run.concurrent:
         summary.update(learners_ready_s=run.concurrent.ready_seconds,
                        first_world_weights_s=run.first_world_seconds)
+    summary.update(status="finished", run_id=run_id_of(out))
     write_json_atomic(out / "summary.json", summary)
     print(f"{cfg['name']} on {cfg['env']['name']}: last greedy score {summary['final_return']}, "
           f"best {summary['best_return']}, {run.frames} frames, {run.value.updates} updates -> {out}")

@@ -105,6 +105,24 @@ def test_check_run_dir_lists_what_is_missing(tmp_path):
     assert out.returncode == 0 and out.stdout.split("\t")[:3] == ["CartPole-v1", "5", "1"]
 
 
+def test_check_reports_a_summary_without_status_or_with_a_null_return_in_one_line(tmp_path, capsys):
+    """A summary with no status and a null return (written by hand or by an old version) used to
+    crash `python -m common.runs check`; it is a folder with problems: exit 1, one line."""
+    from common.runs import _check_main
+    run = RunDir(tmp_path / "run")
+    run.write_config({"env": "CartPole-v1"})
+    run.metrics().write({"env_steps": 5})
+    (run.path / "curve.png").write_bytes(b"\x89PNG")
+    (run.path / "summary.json").write_text(json.dumps(
+        {"env_steps": 5, "test_steps": 0, "final_return": None, "best_return": 1.0, "wall_seconds": 0.1}))
+    problems = check_run_dir(run.path)
+    assert any("'status'" in p for p in problems) and any("'run_id'" in p for p in problems)
+    assert any("final_return is not a number" in p for p in problems)
+    assert _check_main(["check", str(run.path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_checkpoint_round_trip_keeps_numpy_and_rng_state(tmp_path):
     import numpy as np
     rng = np.random.default_rng(0)

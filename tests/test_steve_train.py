@@ -41,6 +41,9 @@ def test_steve_smoke_writes_the_seed_outputs_and_the_collection_outputs(tmp_path
     assert (out / "log" / "valuerl.log").read_text() and (out / "log" / "worldmodel.log").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 1000 and summary["updates"] == 500 and 0 <= summary["model_use"] <= 1
+    config_run = json.loads((out / "config.json").read_text())["_run"]   # versions, command and id, as every paper's
+    assert summary["status"] == "finished" and summary["run_id"] == config_run["id"]
+    assert config_run["versions"]["torch"] and "steve" in config_run["command"]
     check = subprocess.run([sys.executable, "-m", "common.runs", "check", str(out)], cwd=ROOT,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
