@@ -8,7 +8,9 @@ diverges (`Diverged`: NaN or inf in training) ends with one line and exit status
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
 
@@ -90,10 +92,36 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
                              "(default: start a local Ray with --workers CPUs)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, like ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def interrupted_line(name: str, signal_name: str) -> str:
+    """What a run stopped by ctrl-C or SIGTERM says: where its files are and how to continue.
+    The run folders are those this process holds (common.runs.lock_run_dir): the checkpoints in
+    them were written atomically, so the last one is whole."""
+    from common import runs   # here, not at the top: common.runs imports this module
+    folders = [str(path) for path in runs._LOCKS]
+    if not folders:
+        return f"{name}: interrupted ({signal_name}) before a run folder was written"
+    return (f"{name}: interrupted ({signal_name}); {', '.join(folders)} keeps the last checkpoint "
+            f"and the rows logged before it: run the same command with --resume --out-dir "
+            f"{folders[0]} to continue")
+
+
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
              prog: str | None = None) -> None:
-    """Call `main(argv)`; a UsageError becomes one line on stderr and exit status 2."""
+    """Call `main(argv)`; a UsageError becomes one line on stderr and exit status 2, a divergence
+    one line and 1, ctrl-C or SIGTERM one line (where the run folder is, and --resume) and
+    130 / 143, never a stack trace."""
     name = prog or (sys.argv[0] if sys.argv and sys.argv[0] else "train.py")
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main(argv)
     except UsageError as error:
@@ -102,3 +130,10 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
     except Diverged as error:   # NaN / inf in training: a failed run, not a usage error
         print(f"{name}: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(interrupted_line(name, "SIGTERM" if terminated else "ctrl-C"), file=sys.stderr)
+        sys.exit(143 if terminated else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -49,9 +49,10 @@ def _process_worker_init(parent_pid: int) -> None:
     with SIGKILL leaves its pool processes training until their current job ends (minutes, for a
     population); Linux's parent-death signal ends them at once (elsewhere: a no-op)."""
     set_single_thread()
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # ctrl-C is the parent's to report, in one line
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
         try:
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
         except (AttributeError, OSError):

@@ -78,3 +78,51 @@ def test_a_diverged_run_is_one_line_and_exit_status_1():
                             timeout=60)
     assert result.returncode == 1
     assert result.stderr == "train.py: error: training diverged at env step 1200: critic loss is not finite\n"
+
+
+def _interrupt_a_run(tmp_path, command: list[str], checkpoint: str, how: str):
+    """Start a real run, wait for its first checkpoint, stop it as a terminal would (ctrl-C: SIGINT
+    to the whole process group, pool workers included) or as a scheduler would (SIGTERM to the
+    run's process), and return the finished process and its stderr."""
+    import os
+    import signal
+    import time
+
+    from helpers import ROOT
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(ROOT / command[0]), *command[1:], "--out-dir", str(out)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / checkpoint).is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    if how == "ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    return proc, err, out
+
+
+def test_ctrl_c_on_a_pool_run_is_one_line_naming_the_folder_and_resume(tmp_path):
+    """ctrl-C used to print a 53-144-line traceback (the run's and each pool worker's) and say
+    nothing of --resume."""
+    proc, err, out = _interrupt_a_run(
+        tmp_path, ["synthetic_envs/train.py", "--smoke", "--iterations", "400", "--workers", "2", "--backend",
+                   "process", "--no-plots"], "checkpoints/latest.pt", "ctrl-C")
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    last = [line for line in err.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert "interrupted (ctrl-C)" in last and f"--resume --out-dir {out}" in last, last
+
+
+def test_sigterm_is_one_line_naming_the_folder_and_resume(tmp_path):
+    proc, err, out = _interrupt_a_run(
+        tmp_path, ["steve/train.py", "experiments/goodruns/pendulum/ddpg0.json", "--smoke", "--frames", "20000",
+                   "--eval-every", "500", "--backup-every", "500", "--no-plots"], "checkpoints/backup.pt", "SIGTERM")
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    last = [line for line in err.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert "interrupted (SIGTERM)" in last and f"--resume --out-dir {out}" in last, last
