@@ -79,6 +79,9 @@ def make_log_dir(logs_root: str | Path, config_name: str, config_idx: int,
     return prepare_run_folder(Path(logs_root) / config_name / str(config_idx), config, overwrite)
 
 
+RESUMABLE = "checkpoint.pt"   # main.CHECKPOINT: a MetaA2C run's state for --resume
+
+
 def prepare_run_folder(path: str | Path, config: Mapping[str, Any] | None = None,
                        overwrite: bool = False) -> Path:
     """Create the folder of a run and return it, writing nothing into a folder of another run.
@@ -86,8 +89,9 @@ def prepare_run_folder(path: str | Path, config: Mapping[str, Any] | None = None
     An absent or empty folder is new. A folder with files is used only when it holds this same
     run, i.e. its config.json decodes to `config` (the reference reruns an unfinished index from
     the start); one whose log.txt ends with the Time line is finished and is rerun only with
-    `overwrite`. Anything else (another index, seed, config or paper, or files without a
-    config.json) is refused with a UsageError, with or without `overwrite`.
+    `overwrite`, and one with a checkpoint (a killed MetaA2C run) is continued with --resume or
+    restarted only with `overwrite`. Anything else (another index, seed, config or paper, or files
+    without a config.json) is refused with a UsageError, with or without `overwrite`.
     `config=None` skips the same-run test (only the finished-run rule applies)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -99,6 +103,9 @@ def prepare_run_folder(path: str | Path, config: Mapping[str, Any] | None = None
         if not overwrite and is_finished_log(path / LOG_FILE):
             raise UsageError(f"{path} already holds this finished run (its {LOG_FILE} ends with the "
                              f"time line); pass --overwrite to run it again, or use another index")
+        if not overwrite and (path / RESUMABLE).is_file():   # a killed meta-training: never discarded unasked
+            raise UsageError(f"{path} holds this run, unfinished, with a checkpoint; pass --resume to "
+                             f"continue it (or --overwrite to start it again from the beginning)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

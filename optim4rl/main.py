@@ -43,7 +43,7 @@ from optim4rl.sweeper import Sweeper, find_config  # noqa: E402
 # --smoke: at most this many env steps and envs (MetaA2C: meta-training steps, 20 meta-iterations of
 # the laptop Catch set, ~20 s on one core; the full 62 of `catch_meta` are the learned-optimizer check)
 SMOKE_STEPS, SMOKE_META_STEPS, SMOKE_ENVS, SMOKE_PPO_STEPS = 2e5, 6.4e4, 64, 2e4
-CHECKPOINT = "checkpoint.pt"    # a MetaA2C run's state for --resume (removed when the run finishes)
+CHECKPOINT = logs.RESUMABLE    # a MetaA2C run's state for --resume (removed when the run finishes)
 AGENTS = ("A2C", "CollectA2C", "MetaA2C", "RNNIdentity", "PPO")
 ALIASES = {"RNNIndentity": "RNNIdentity"}  # the reference's spelling
 
@@ -443,6 +443,7 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
                                     config=cfg)
     lock_run_dir(log_dir)
     if checkpoint is None:
+        (log_dir / CHECKPOINT).unlink(missing_ok=True)   # --overwrite: the old run's state is not this one's
         logs.write_config(log_dir, cfg)
     start = time.time() - (checkpoint["wall_seconds"] if checkpoint else 0.0)
     with logs.Logger(log_dir, mode="a" if checkpoint else "w") as logger:

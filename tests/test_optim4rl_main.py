@@ -238,6 +238,10 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     for wrong in (["--seed", "5"], ["--overwrite"]):                               # not this run: refused
         refused = run_train("optim4rl", *args, *wrong, "--resume", "--out-dir", str(cut))
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    kept = {p.name: p.read_bytes() for p in cut.iterdir()}
+    forgot = run_train("optim4rl", *args, "--out-dir", str(cut))                  # the same command, no --resume
+    assert forgot.returncode == 2 and "--resume" in forgot.stderr, forgot.stderr     # used to restart, log and φ lost
+    assert {p.name: p.read_bytes() for p in cut.iterdir()} == kept
     resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut), env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed after iteration" in (cut / "log.txt").read_text()
