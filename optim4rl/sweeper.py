@@ -72,7 +72,7 @@ class Sweeper:
         if not self.config_file.is_file():
             raise UsageError(f"config file not found: {self.config_file}")
         try:
-            data = json.loads(self.config_file.read_text())
+            data = json.loads(self.config_file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             first_line = str(error).splitlines()[0]
             raise UsageError(f"cannot parse config file {self.config_file} as JSON: "

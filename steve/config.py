@@ -221,7 +221,10 @@ def _resolve(path: Path, root: Path, chain: tuple[Path, ...]) -> dict:
 def _read(path: Path, root: Path) -> dict:
     where = _show(path, root)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{where} is not UTF-8 text (byte {error.start}: "
+                         f"{error.object[error.start:error.start + 1]!r})") from None
     except json.JSONDecodeError as error:
         raise UsageError(f"invalid JSON in {where} at line {error.lineno} column {error.colno}: "
                          f"{error.msg}") from None

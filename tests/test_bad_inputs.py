@@ -115,6 +115,11 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def _steve_config(inputs: Path, name: str, updates: dict) -> Path:
     base = ROOT / "steve" / "configs" / PENDULUM
     return _write(inputs / f"{name}.json", json.dumps({"inherits": [str(base)], "updates": updates}))
@@ -141,6 +146,10 @@ INPUTS = {  # placeholder -> how to make it (runs, inputs folder, tmp_path)
     "listyaml": lambda r, i, t: _write(i / "list.yaml", "- total_steps\n- 100\n"),
     "algo_file": lambda r, i, t: _write(i / "algo.yaml", "algorithm: ppo\n"),
     "badjson": lambda r, i, t: _write(i / "broken.json", '{"inherits": ["algos/ddpg.json",\n'),
+    # Latin-1 text (a config saved by an editor in another encoding): used to end in a traceback
+    "latin1yaml": lambda r, i, t: _bytes(i / "latin1.yaml", "total_steps: 100  # r\u00e9sum\u00e9\n".encode("latin-1")),
+    "latin1json": lambda r, i, t: _bytes(i / "latin1.json",
+                                         '{"updates": {"name": "r\u00e9sum\u00e9"}}'.encode("latin-1")),
     "garbage": lambda r, i, t: _write(i / "garbage.pt", "not a checkpoint\n" * 50),
     "listpt": lambda r, i, t: _torch_file(i / "list.pt", [1, 2, 3]),
     "cycle": lambda r, i, t: _cycle(i),
@@ -290,6 +299,7 @@ CASES = [
     bad(ST, "unknown-flag", "--no-such-flag --out-dir {searl}", "--no-such-flag"),
     bad(ST, "missing-config", "--config_file {missing} --out-dir {new}", "config file not found"),
     bad(ST, "broken-yaml", "--config {badyaml} --out-dir {searl}", "cannot parse config file"),
+    bad(ST, "latin1-yaml", "--config {latin1yaml} --out-dir {new}", "not UTF-8"),
     bad(ST, "yaml-not-a-mapping", "--config {listyaml} --out-dir {new}", "mapping"),
     bad(ST, "other-papers-config", "--config {pb2}/config.json --out-dir {new}", "unknown config key"),
     bad(ST, "cuda-without-cuda", "--smoke --device cuda --out-dir {searl}", "CUDA", marks=[NO_CUDA]),
@@ -354,6 +364,7 @@ CASES = [
     bad(PB, "device-tpu", "--env toy --device tpu --out-dir {new}", "tpu"),
     bad(PB, "missing-config", "--config {missing} --out-dir {new}", "config file not found"),
     bad(PB, "broken-yaml", "--config {badyaml} --out-dir {pb2}", "cannot parse config file"),
+    bad(PB, "latin1-yaml", "--config {latin1yaml} --out-dir {new}", "not UTF-8"),
     bad(PB, "unwritable-out-dir", "--env toy --out-dir /proc/x", "/proc"),
     bad(PB, "out-dir-is-a-file", "--env toy --out-dir {file}", "not a folder"),
     bad(PB, "existing-run", "--env toy --out-dir {pb2}", "already holds a run"),
@@ -396,6 +407,7 @@ CASES = [
     bad(SEV, "device-tpu", "--device tpu --out-dir {new}", "tpu"),
     bad(SEV, "missing-config", "--config {missing} --out-dir {new}", "config file not found"),
     bad(SEV, "broken-yaml", "--config {badyaml} --out-dir {se}", "cannot parse config file"),
+    bad(SEV, "latin1-yaml", "--config {latin1yaml} --out-dir {new}", "not UTF-8"),
     bad(SEV, "unwritable-out-dir", "--smoke --out-dir /proc/x", "/proc"),
     bad(SEV, "out-dir-is-a-file", "--smoke --out-dir {file}", "not a folder"),
     bad(SEV, "existing-run", "--smoke --out-dir {se}", "already holds a run"),
@@ -428,6 +440,7 @@ CASES = [
     bad(VT, "missing-config", "{missing} --out-dir {new}", "config file not found"),
     bad(VT, "inherits-cycle", "{cycle} --out-dir {new}", "inherits cycle"),
     bad(VT, "broken-json", "{badjson} --out-dir {new}", "invalid JSON"),
+    bad(VT, "latin1-json", "{latin1json} --out-dir {new}", "not UTF-8"),
     bad(VT, "unknown-config-key", "{steve_unknown_key} --out-dir {new}", "hiden_dim"),
     bad(VT, "old-config-key", "{steve_old_key} --out-dir {new}", "exploration"),
     bad(VT, "unknown-algo", "{steve_bad_algo} --out-dir {new}", "sac"),
@@ -496,6 +509,7 @@ CASES = [
     bad(OM, "missing-config", "--config_file nope --out-dir {new}", "config file not found"),
     bad(OM, "no-config", "--config_idx 1", "--config_file"),
     bad(OM, "broken-json", "--config_file {badjson} --out-dir {new}", "broken.json"),
+    bad(OM, "latin1-json", "--config_file {latin1json} --out-dir {new}", "latin1.json"),
     # an index <= 0 runs combination i + N (the reference's modular decoding): 0 is catch_a2c's
     # combination 2, -1 its combination 1 with the default seed; neither is the {o4} run
     bad(OM, "index-0-into-another-run", "--config catch_a2c --config_idx 0 --out-dir {o4}", "another run"),
