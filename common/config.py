@@ -154,13 +154,24 @@ def coerce_value(path: str, default: Any, value: Any) -> Any:
             return value
     elif isinstance(default, (list, tuple)):
         if isinstance(value, (list, tuple)):
-            return list(value)
+            return _coerce_list(path, default, value)
     elif isinstance(default, dict):  # an empty default mapping takes any mapping
         if isinstance(value, Mapping):
             return dict(value)
     else:
         return value
     raise UsageError(f"config key '{path}' expects {expected}, got {value!r}")
+
+
+def _coerce_list(path: str, default: list | tuple, value: list | tuple) -> list:
+    """Each entry typed like the default's: its first entry's type (a default of one type, such
+    as layer sizes [400, 300]), or the entry at the same place where the default mixes types. An
+    empty default takes any list. `td3.hidden=[64, abc]` is refused naming `td3.hidden[1]`."""
+    if not default:
+        return list(value)
+    mixed = len({type(entry) for entry in default}) > 1
+    return [coerce_value(f"{path}[{i}]", default[i] if mixed and i < len(default) else default[0], item)
+            for i, item in enumerate(value)]
 
 
 def _as_number(value: Any) -> float | int | None:

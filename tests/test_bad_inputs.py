@@ -263,6 +263,9 @@ CASES = [
     bad(ST, "unknown-key", "--set nope=1 --out-dir {searl}", "unknown config key 'nope'"),
     bad(ST, "unknown-nested-key", "--set td3.lr_actr=1e-3 --out-dir {new}", "td3.lr_actr"),
     bad(ST, "set-without-value", "--set td3.batch_size --out-dir {new}", "KEY=VALUE"),
+    # list entries are typed like the default's (these crashed in torch and left a folder)
+    bad(ST, "set-list-entry-word", "--set 'td3.hidden=[64, abc]' --out-dir {new}", "td3.hidden[1]", "int"),
+    bad(ST, "set-list-entry-fraction", "--set 'td3.hidden=[64.5]' --out-dir {new}", "td3.hidden[0]", "64.5"),
     bad(ST, "wrong-type-int", "--set td3.batch_size=abc --out-dir {searl}", "td3.batch_size"),
     bad(ST, "wrong-type-float-for-int", "--set population=2.5 --out-dir {new}", "population"),
     bad(ST, "wrong-type-mapping", "--set td3=3 --out-dir {new}", "td3"),
