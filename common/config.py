@@ -87,8 +87,14 @@ class Range:
         if self.high is None:
             return f"{'>=' if self.low_closed else '>'} {self.low:g}"
         if self.low is None:
-            return f"{'<=' if self.high_closed else '<'} {self.high:g}"
-        return f"in {'[' if self.low_closed else '('}{self.low:g}, {self.high:g}{']' if self.high_closed else ')'}"
+            return f"{'<=' if self.high_closed else '<'} {_bound(self.high)}"
+        return (f"in {'[' if self.low_closed else '('}{_bound(self.low)}, {_bound(self.high)}"
+                f"{']' if self.high_closed else ')'}")
+
+
+def _bound(value: float) -> str:
+    """A range's bound as written: 2147483648 for a large whole number, else the short form."""
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1e6 else f"{value:g}"
 
 
 POSITIVE = Range(0, low_closed=False)          # learning rates, budgets, sizes
@@ -96,6 +102,10 @@ NON_NEGATIVE = Range(0)                        # noise scales, counts that may b
 AT_LEAST_ONE = Range(1)                        # workers, episodes, population sizes
 PROBABILITY = Range(0, 1)                      # probabilities, fractions, discount factors
 OPEN_UNIT = Range(0, 1, low_closed=False, high_closed=False)
+# Seeds: every RNG here takes [0, 2^31) (numpy's legacy seed < 2^32, torch's < 2^63), with room
+# for the seeds a paper derives from it (seed + 100, seed * 1000 + i, ...).
+SEED_LIMIT = 2**31
+SEED = Range(0, SEED_LIMIT, high_closed=False)
 
 
 def check_ranges(config: Mapping[str, Any], ranges: Mapping[str, Range]) -> None:

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
 from common.runs import load_checkpoint, lock_run_dir, require_finite, save_checkpoint, write_divergence  # noqa: E402
-from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges,  # noqa: E402
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, Range, check_ranges,  # noqa: E402
                            coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
 from optim4rl import logs  # noqa: E402
@@ -311,7 +311,7 @@ VALUE_RANGES = {
     "agent.rollout_steps": AT_LEAST_ONE, "agent.inner_updates": NON_NEGATIVE,
     "agent.reset_interval": AT_LEAST_ONE, "agent.data_reduce": AT_LEAST_ONE,
     "agent.gae_lambda": PROBABILITY, "agent.critic_loss_weight": NON_NEGATIVE,
-    "agent.entropy_weight": NON_NEGATIVE, "discount": PROBABILITY, "seed": NON_NEGATIVE,
+    "agent.entropy_weight": NON_NEGATIVE, "discount": PROBABILITY, "seed": SEED,
     "display_interval": AT_LEAST_ONE, "save_param": NON_NEGATIVE,
     **{f"{section}.kwargs.learning_rate": POSITIVE
        for section in ("agent_optimizer", "agent_optim", "meta_optimizer", "meta_optim")},

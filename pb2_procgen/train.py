@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
                         add_parallel_args, run_main)
-from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED,  # noqa: E402
                            Range, load_config_file, parse_overrides, resolve_config)
 from common.device import resolve_device, seed_everything  # noqa: E402
 from common.envs import check_env_id  # noqa: E402
@@ -77,7 +77,7 @@ SMOKE = {
 RANGES = {
     "batchsize": AT_LEAST_ONE, "max_budget": NON_NEGATIVE, "t_ready": NON_NEGATIVE,
     "quantile": Range(0, 0.5, low_closed=False), "test_episodes": NON_NEGATIVE,
-    "torch_threads": NON_NEGATIVE, "seed": NON_NEGATIVE,
+    "torch_threads": NON_NEGATIVE, "seed": SEED,
     **{f"agent.{key}": POSITIVE for key in ("lr", "clip_param", "max_grad_norm", "adam_eps",
                                             "reward_clip")},
     **{f"agent.{key}": NON_NEGATIVE for key in ("entropy_coef", "aug_coef", "value_coef",

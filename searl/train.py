@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 from common.buffers import ReplayBuffer, require_shared_memory  # noqa: E402
 from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
                         add_parallel_args, run_main)
-from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED,  # noqa: E402
                            load_config_file, parse_overrides, resolve_config)
 from common.device import resolve_device, seed_everything  # noqa: E402
 from common.envs import check_env_id, make_env  # noqa: E402
@@ -88,7 +88,8 @@ RANGES = {
     **{key: AT_LEAST_ONE for key in ("total_steps", "population", "tournament_size", "replay_size",
                                      "min_eval_steps", "test_episodes", "eval_every")},
     **{key: NON_NEGATIVE for key in ("train_fraction", "min_train_steps", "max_train_steps",
-                                     "random_steps", "torch_threads", "seed")},
+                                     "random_steps", "torch_threads")},
+    "seed": SEED,
     **{f"td3.{key}": POSITIVE for key in ("lr_actor", "lr_critic", "clip_grad")},
     **{f"td3.{key}": AT_LEAST_ONE for key in ("hidden", "batch_size", "policy_delay",
                                               "max_layers", "max_nodes")},

@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.buffers import ReplayBuffer  # noqa: E402
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
+from common.config import SEED  # noqa: E402
 from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
@@ -540,8 +541,8 @@ def main(argv=None) -> None:
     device = pick_device(args)
     if args.corrupt_model is not None and args.corrupt_model < 0:
         raise UsageError(f"--corrupt-model must be >= 0, got {args.corrupt_model}")
-    if args.seed is not None and args.seed < 0:   # gymnasium and numpy take no negative seed
-        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+    if args.seed is not None and not SEED.allows(args.seed):   # what every RNG here takes
+        raise UsageError(f"--seed must be {SEED}, got {args.seed}")
     out = Path(args.out_dir) if args.out_dir else experiment_dir(cfg)
     backup_path = out / cfg["save_model_path"] / "backup.pt"
     saved_run = None

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 
 from common.cli import (ArgumentParser, Diverged, UsageError, add_common_args,  # noqa: E402
                         add_parallel_args, run_main)
-from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY,  # noqa: E402
+from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED,  # noqa: E402
                            load_config_file, parse_overrides, resolve_config)
 from common.device import resolve_device, seed_everything  # noqa: E402
 from common.parallel import WorkerPool  # noqa: E402
@@ -77,7 +77,7 @@ SMOKE_CLIFF = {"iterations": 20}
 RANGES = {
     **{key: AT_LEAST_ONE for key in ("iterations", "num_workers", "num_grad_evals")},
     "sigma": POSITIVE, "step_size": POSITIVE, "weight_decay": PROBABILITY,
-    "unsolved_weight": NON_NEGATIVE, "seed": NON_NEGATIVE,
+    "unsolved_weight": NON_NEGATIVE, "seed": SEED,
     "proxy.hidden_size": AT_LEAST_ONE, "proxy.hidden_layer": NON_NEGATIVE,
     "inner.test_episodes": AT_LEAST_ONE, "inner.check_every": AT_LEAST_ONE,
     "inner.early_out_num": AT_LEAST_ONE, "inner.se_plateau": NON_NEGATIVE,

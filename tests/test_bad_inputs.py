@@ -263,6 +263,12 @@ CASES = [
     bad(ST, "unknown-key", "--set nope=1 --out-dir {searl}", "unknown config key 'nope'"),
     bad(ST, "unknown-nested-key", "--set td3.lr_actr=1e-3 --out-dir {new}", "td3.lr_actr"),
     bad(ST, "set-without-value", "--set td3.batch_size --out-dir {new}", "KEY=VALUE"),
+    # seeds: every RNG here takes [0, 2^31) (2^64 crashed in all five papers, three left a folder)
+    bad(ST, "seed-2^64", "--seed 18446744073709551616 --out-dir {new}", "seed", "2147483648"),
+    bad(PB, "seed-2^31", "--seed 2147483648 --out-dir {new}", "seed", "2147483648"),
+    bad(SEV, "set-seed-2^64", "--set seed=18446744073709551616 --out-dir {new}", "seed", "2147483648"),
+    bad(VT, "seed-2^64", f"{PENDULUM} --seed 18446744073709551616 --out-dir {{new}}", "--seed", "2147483648"),
+    bad(OM, "seed-2^64", "--config catch_a2c --seed 18446744073709551616 --out-dir {new}", "seed", "2147483648"),
     # list entries are typed like the default's (these crashed in torch and left a folder)
     bad(ST, "set-list-entry-word", "--set 'td3.hidden=[64, abc]' --out-dir {new}", "td3.hidden[1]", "int"),
     bad(ST, "set-list-entry-fraction", "--set 'td3.hidden=[64.5]' --out-dir {new}", "td3.hidden[0]", "64.5"),
@@ -611,6 +617,21 @@ def test_bad_input_as_a_script(prog, argv, words, runs, tmp_path, guarded):
     guarded["freeze"]()
     result = run_command([sys.executable, str(ROOT / prog), *args], guarded["cwd"])
     assert_refused(result.returncode, result.stderr, prog, words)
+
+
+# -- the largest seed runs in every paper -------------------------------------------------------------
+@pytest.mark.slow
+def test_the_largest_allowed_seed_runs_in_every_paper(tmp_path):
+    """The seed bound is not a guess: 2^31 - 1, with the seeds each paper derives from it
+    (seed + 100, seed * 1000 + i, ...), trains in all five (their smallest runs, side by side)."""
+    procs = {name: subprocess.Popen([sys.executable, str(ROOT / command.split()[0]), *command.split()[1:],
+                                     "--seed", str(2**31 - 1), "--out-dir", str(tmp_path / name)],
+                                    cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, command in FIXTURE_RUNS.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name}: {err[-2000:]}"
 
 
 # -- a run folder in use by another process ------------------------------------------------------------
