@@ -3,8 +3,9 @@
     python optim4rl/collect_results.py LOGS_ROOT      # e.g. logs, or the --logs-root of the runs
 
 For every run folder LOGS_ROOT/<config>/<idx>/ of the configs in RUN_CONFIGS that finished, copies
-`config.json`, `summary.json` and `metrics.csv` (the logged return curve) into
-optim4rl/results/runs/<config>/<idx>/. Never checkpoints, `param.pt` or `data.npz`. From the
+`config.json`, `summary.json` and `metrics.csv` (the logged return curve: env_steps, test_steps and
+the return to 6 significant digits, see slim_metrics) into optim4rl/results/runs/<config>/<idx>/.
+Never checkpoints, `param.pt` or `data.npz`. From the
 CollectA2C runs it writes small derived files instead of their data.npz (every 100th coordinate at
 every update, 0.3-0.7 MB each):
 
@@ -14,7 +15,15 @@ every update, 0.3-0.7 MB each):
 - results/runs/catch_identity/1/identity_summary.json: the final Perf, Perf on the non-zero
   gradients and MSE of each model, from the run's log line (RNNIdentity writes no summary.json);
 - results/runs/catch_collect/1/gradients.json: the share of exact zeros, percentiles of |g| and
-  the histograms of g, |g| and log10(|g| + 1e-8) that grad_hist.png draws.
+  the histograms of g, |g| and log10(|g| + 1e-8) that grad_hist.png draws;
+- results/runs/idp_xfer/<name>/value_loss.json: PPO's value loss at each logged evaluation, from
+  log.txt;
+- results/phi_grid_small_meta_<idx>.pt: the meta-trained φ of each grid_small_meta run (11 KB; the
+  learned optimizer is the result, as results/phi_catch.pt).
+
+`grid_xfer` and `idp_xfer` hold runs written with `--out-dir LOGS_ROOT/grid_xfer/NAME` (transfer of
+a committed φ) and `--out-dir LOGS_ROOT/idp_xfer/NAME` (PPO on InvertedDoublePendulum-v5: NAME is
+phi_small_0, phi_laptop_0, untrained_0 or <adam|rmsprop>_<lr>_<run>, see optim4rl/README.md).
 
 `python optim4rl/results.py` then rebuilds the README's tables and figures from these files.
 """
@@ -24,6 +33,7 @@ import argparse
 import csv
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 RUN_CONFIGS = ("catch_meta", "catch_lopt", "catch_signsgd", "catch_meta_l2o", "catch_lopt_l2o",
                "catch_a2c_sweep", "catch_collect", "catch_collect_phi", "catch_identity",
-               "grid_xfer", "grid_small_a2c_sweep")
+               "grid_xfer", "grid_small_meta", "grid_small_lopt", "grid_small_a2c_sweep", "idp_xfer")
 RUN_FILES = ("config.json", "summary.json", "metrics.csv", "identity.csv")
 PAIR_STRIDE = 10
 
@@ -66,6 +76,32 @@ def identity_summary(run_dir: Path) -> dict:
     minutes = re.findall(r"Time elapsed: ([\d.]+) minutes", text)
     return {"models": models, "zero_share": float(zeros.group(1)) / 100 if zeros else None,
             "wall_seconds": round(float(minutes[-1]) * 60, 1) if minutes else None}
+
+
+METRICS_KEPT = ("env_steps", "test_steps", "return")
+
+
+def slim_metrics(src: Path, dst: Path) -> None:
+    """metrics.csv with the columns the results read (env and agent are the same on every row,
+    and in config.json) and returns to 6 significant digits: a 2e6-step gridworld curve is
+    1,562 rows, 82 KB as logged and about a third of that here."""
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(dst, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(METRICS_KEPT)
+        for row in rows:
+            writer.writerow([row["env_steps"], row.get("test_steps", 0), f"{float(row['return']):.6g}"])
+
+
+PPO_LINE = re.compile(r"Step (\d+)/\d+: .*value_loss=([\d.e+-]+|nan|inf)")
+
+
+def ppo_value_losses(run_dir: Path) -> dict:
+    """PPO's value loss at each logged evaluation (log.txt only; metrics.csv holds the returns):
+    the sign a learned optimizer's steps blew the value network up."""
+    found = PPO_LINE.findall((run_dir / "log.txt").read_text())
+    return {"env_steps": [int(step) for step, _ in found], "value_loss": [float(v) for _, v in found]}
 
 
 def gradient_summary(grad: np.ndarray) -> dict:
@@ -100,7 +136,9 @@ def main(argv=None) -> int:
             if not run_dir.is_dir() or not finished(run_dir):
                 continue
             dest = RESULTS / "runs" / config / run_dir.name
-            copy_run_files(run_dir, dest, RUN_FILES)
+            copy_run_files(run_dir, dest, [name for name in RUN_FILES if name != "metrics.csv"])
+            if (run_dir / "metrics.csv").is_file():
+                slim_metrics(run_dir / "metrics.csv", dest / "metrics.csv")
             copied += 1
             data = run_dir / "data.npz"
             if config == "catch_collect_phi" and data.is_file():
@@ -110,6 +148,10 @@ def main(argv=None) -> int:
                      "median_ratio": st["median_ratio"], "points": st["points"]}, indent=1) + "\n")
                 for g, u in zip(st["grad"][::PAIR_STRIDE], st["update"][::PAIR_STRIDE]):
                     pairs.append((int(run_dir.name), f"{g:.4g}", f"{u:.4g}"))
+            if config == "grid_small_meta" and (run_dir / "param.pt").is_file():
+                shutil.copyfile(run_dir / "param.pt", RESULTS / f"phi_grid_small_meta_{run_dir.name}.pt")
+            if config == "idp_xfer":
+                (dest / "value_loss.json").write_text(json.dumps(ppo_value_losses(run_dir)) + "\n")
             if config == "catch_identity":
                 (dest / "identity_summary.json").write_text(json.dumps(identity_summary(run_dir), indent=1) + "\n")
             if config == "catch_collect" and data.is_file():

@@ -7,16 +7,18 @@ The data, copied from the run folders by `python optim4rl/collect_results.py LOG
 
 - results/runs/<config>/<config_idx>/{config.json, summary.json, metrics.csv}: one folder per run
   of catch_meta, catch_lopt, catch_signsgd, catch_lopt_l2o, catch_meta_l2o, catch_a2c_sweep,
-  catch_collect and catch_collect_phi; metrics.csv is the logged return curve (env_steps, return:
-  the mean return of the episodes that ended in each logged iteration);
+  catch_collect, catch_collect_phi, grid_small_meta, grid_small_lopt and grid_small_a2c_sweep;
+  metrics.csv is the logged return curve (env_steps, return: the mean return of the episodes that
+  ended in each logged iteration; PPO: the greedy evaluations);
+- results/runs/grid_xfer/<name>/ and results/runs/idp_xfer/<name>/: runs of a φ (or optimizer)
+  on a task it was not meta-trained on, named by --out-dir (idp_xfer: PPO on
+  InvertedDoublePendulum-v5, with value_loss.json);
 - results/runs/catch_collect_phi/<idx>/update_vs_gradient.json (fitted slope and median of
   |update / lr| over all collected pairs) and results/catch_collect_phi_pairs.csv (every 10th pair);
 - results/runs/catch_collect/1/gradients.json (zero share, percentiles, histograms of g).
 
 Final return = the mean of the last tenth of a curve's logged points (optim4rl.logs.final_return);
 "mean over training" = the mean of all its logged points; ± = standard error over seeds.
-The gridworld, multi-task, MuJoCo and identity tables have no committed data (README says why);
-their figures are listed in UNBACKED_FIGURES.
 """
 from __future__ import annotations
 
@@ -38,13 +40,7 @@ from optim4rl.logs import final_return  # noqa: E402
 RESULTS = HERE / "results"
 RUNS = RESULTS / "runs"
 
-UNBACKED_FIGURES = {
-    "grid_sss_heldout.png": "grid_small_meta / grid_small_lopt / grid_small_a2c_sweep runs: data lost "
-                            "with their machine, not re-run (about 50 core-minutes)",
-    "grid_sds_trained.png": "same runs as grid_sss_heldout.png: data lost, not re-run",
-    "idp_generalisation.png": "PPO runs on InvertedDoublePendulum-v5: data lost, not re-run "
-                              "(7-13 min per learned-optimizer run)",
-}
+UNBACKED_FIGURES: dict[str, str] = {}
 
 # catch_lopt's combinations (index of run 0; run k is index + 8k)
 CATCH_LOPT_N = 8
@@ -288,17 +284,190 @@ def grid_transfer_table() -> str:
     def cell(spec, digits):
         f, m = finals(spec), trainings(spec)
         return f"{pm(f, digits)} / {fmt(float(np.mean(m)), digits)}"
-    xfer = "grid_xfer"
+
+    def xfer(prefix: str) -> tuple[str, list[str]]:
+        return "grid_xfer", [f"{prefix}_{k}" for k in range(3)]
+    sss = "small_sparse_short"
     rows = [
-        ("Optim4RL, φ from the six gridworlds (committed φ)", (xfer, ["catch_phi_0", "catch_phi_1", "catch_phi_2"]),
-         (xfer, ["sss_phi_0", "sss_phi_1", "sss_phi_2"])),
-        ("Optim4RL, untrained φ (sign-SGD, clip 1)", (xfer, ["catch_untrained_0", "catch_untrained_1", "catch_untrained_2"]),
-         (xfer, ["sss_untrained_0", "sss_untrained_1", "sss_untrained_2"])),
-        ("Adam at the same lr (1e-3 / 3e-3)", sweep_runs("Adam", "1e-3"), ("grid_small_a2c_sweep", [9, 29, 49])),
-        ("**Adam at 3e-2 / 1e-2** (tuned)", sweep_runs("Adam", "3e-2"), ("grid_small_a2c_sweep", [13, 33, 53])),
+        ("Optim4RL, φ from the six gridworlds (committed φ, 300 iterations)", xfer("catch_phi"), xfer("sss_phi")),
+        ("Optim4RL, φ after 200 iterations (a re-run of the same command)", xfer("catch_phi200"), xfer("sss_phi200")),
+        ("Optim4RL, φ from the two small maps (`grid_small_meta`)", xfer("catch_phi2map"), GRID_PHI[sss]),
+        ("Optim4RL, untrained φ (sign-SGD, clip 1)", xfer("catch_untrained"), GRID_UNTRAINED[sss]),
+        ("Adam at the same lr (1e-3 / 3e-3)", sweep_runs("Adam", "1e-3"), grid_sweep_runs("Adam", "3e-3", sss)),
+        ("**Adam at 3e-2 / 1e-2** (tuned)", sweep_runs("Adam", "3e-2"), grid_sweep_runs("Adam", "1e-2", sss)),
     ]
     return markdown_table(["optimizer", "Catch (lr 1e-3 for the learned ones)", "small_sparse_short (3e-3)"],
                           [[label, cell(c, 3), cell(g, 2)] for label, c, g in rows])
+
+
+def grid_transfer_sentence() -> str:
+    sss = "small_sparse_short"
+
+    def xfer(prefix: str) -> tuple[str, list[str]]:
+        return "grid_xfer", [f"{prefix}_{k}" for k in range(3)]
+    specs = {"six": (xfer("catch_phi"), xfer("sss_phi")), "200": (xfer("catch_phi200"), xfer("sss_phi200")),
+             "two": (xfer("catch_phi2map"), GRID_PHI[sss]), "untrained": (xfer("catch_untrained"), GRID_UNTRAINED[sss]),
+             "same_lr": (sweep_runs("Adam", "1e-3"), grid_sweep_runs("Adam", "3e-3", sss)),
+             "tuned": (sweep_runs("Adam", "3e-2"), grid_sweep_runs("Adam", "1e-2", sss))}
+    stats = {name: [mean_se(finals(spec)) for spec in pair] for name, pair in specs.items()}
+
+    def versus(other: str) -> str:
+        """Where the six-gridworld φ ends higher, and whether by more than the two standard errors."""
+        (a_c, a_se_c), (a_s, a_se_s) = stats["six"]
+        (b_c, b_se_c), (b_s, b_se_s) = stats[other]
+        won = [task for task, a, b in (("Catch", a_c, b_c), (sss, a_s, b_s)) if a > b]
+        clear = [task for task, a, sa, b, sb in (("Catch", a_c, a_se_c, b_c, b_se_c), (sss, a_s, a_se_s, b_s, b_se_s))
+                 if abs(a - b) > sa + sb]
+        where = {2: "on both unseen tasks", 1: f"on {won[0]} only" if won else "", 0: "on neither task"}[len(won)]
+        margin = ("" if not won else " by more than the two standard errors" if set(won) <= set(clear)
+                  else " by less than the two standard errors" if not set(won) & set(clear) else "")
+        return f"{where}{margin} ({a_c:.3f} vs {b_c:.3f}, {a_s:.2f} vs {b_s:.2f})"
+    return (f"The six-gridworld φ ends above its untrained start {versus('untrained')}, above the two-map φ "
+            f"{versus('two')} and above the φ after 200 iterations {versus('200')}. It ends above Adam at the "
+            f"same learning rate {versus('same_lr')} and above tuned Adam {versus('tuned')}.")
+
+
+# the two-map gridworld runs: grid_small_lopt (index i + 12k is run k; odd i: small_sparse_short,
+# even: small_dense_short) and grid_small_a2c_sweep (i + 20k; read from each run's config.json)
+GRID_MAPS = ("small_sparse_short", "small_dense_short")
+GRID_LRS = ["3e-4", "1e-3", "3e-3", "1e-2", "3e-2"]
+GRID_PHI = {"small_sparse_short": ("grid_small_lopt", [1, 13, 25]),
+            "small_dense_short": ("grid_small_lopt", [2, 14, 26])}
+GRID_UNTRAINED = {"small_sparse_short": ("grid_small_lopt", [3, 15, 27]),
+                  "small_dense_short": ("grid_small_lopt", [4, 16, 28])}
+
+
+def grid_sweep_runs(optimizer: str, lr: str, env: str) -> tuple[str, list[int]]:
+    """The 3 runs of grid_small_a2c_sweep with this optimizer, lr and map (their config.json says)."""
+    found = []
+    for i in available("grid_small_a2c_sweep", range(1, 61)):
+        c = read_json(RUNS / "grid_small_a2c_sweep" / str(i) / "config.json")
+        opt = c["agent_optimizer"]
+        if (c["env"]["name"] == [env] and opt["name"] == optimizer
+                and abs(opt["kwargs"]["learning_rate"] - float(lr)) < 1e-12):
+            found.append(i)
+    return "grid_small_a2c_sweep", found
+
+
+def grid_cell(spec, bold: tuple[bool, bool] = (False, False)) -> str:
+    f, m = pm(finals(spec), 2), fmt(float(np.mean(trainings(spec))), 2)
+    return f"{f'**{f}**' if bold[0] else f} / {f'**{m}**' if bold[1] else m}"
+
+
+def grid_small_table() -> str:
+    rows = [["Optim4RL, meta-trained φ (3e-3)", *(grid_cell(GRID_PHI[e]) for e in GRID_MAPS)],
+            ["Optim4RL, untrained φ (3e-3)", *(grid_cell(GRID_UNTRAINED[e]) for e in GRID_MAPS)]]
+    specs = {(o, lr, e): grid_sweep_runs(o, lr, e) for o in ("Adam", "RMSProp") for lr in GRID_LRS for e in GRID_MAPS}
+    best = {}
+    for e in GRID_MAPS:          # the best final and the best mean over training of all sweep settings
+        for which, values in ((0, finals), (1, trainings)):
+            best[e, which] = max(specs, key=lambda k: np.mean(values(specs[k])) if k[2] == e else -np.inf)
+    for o in ("Adam", "RMSProp"):
+        for lr in GRID_LRS:
+            cells = [grid_cell(specs[o, lr, e], (best[e, 0] == (o, lr, e), best[e, 1] == (o, lr, e)))
+                     for e in GRID_MAPS]
+            label = f"{o} ({lr})"
+            rows.append([f"**{label}**" if best[GRID_MAPS[0], 0][:2] == (o, lr) else label, *cells])
+    return markdown_table(["optimizer (lr)", "sss, held out: final / mean", "sds, trained on: final / mean"], rows)
+
+
+def grid_small_sentence() -> str:
+    sss, sds = GRID_MAPS
+    phi = {e: float(np.mean(finals(GRID_PHI[e]))) for e in GRID_MAPS}
+    phi_m = {e: float(np.mean(trainings(GRID_PHI[e]))) for e in GRID_MAPS}
+    untrained = {e: float(np.mean(finals(GRID_UNTRAINED[e]))) for e in GRID_MAPS}
+    same_lr = {e: float(np.mean(finals(grid_sweep_runs("Adam", "3e-3", e)))) for e in GRID_MAPS}
+    lr = max(GRID_LRS, key=lambda x: np.mean(finals(grid_sweep_runs("Adam", x, sss))))
+    tuned = {e: float(np.mean(finals(grid_sweep_runs("Adam", lr, e)))) for e in GRID_MAPS}
+    tuned_m = {e: float(np.mean(trainings(grid_sweep_runs("Adam", lr, e)))) for e in GRID_MAPS}
+    wins = all(phi[e] > untrained[e] for e in GRID_MAPS)
+    below = all(phi[e] < same_lr[e] for e in GRID_MAPS)
+    return (f"**Tuned Adam and RMSProp win on both maps.** The meta-trained φ "
+            f"{'beats' if wins else 'does not beat'} its own untrained start (sign-SGD with clip 1) on both maps "
+            f"({phi[sss]:.2f} vs {untrained[sss]:.2f}, {phi[sds]:.2f} vs {untrained[sds]:.2f}) but "
+            f"{'stays below' if below else 'is not below'} Adam at the learning rate it was meta-trained with "
+            f"(3e-3: {same_lr[sss]:.2f} and {same_lr[sds]:.2f}), and Adam at {lr} ends "
+            f"{100 * (tuned[sss] / phi[sss] - 1):.0f}% higher on the held-out map ({tuned[sss]:.2f} vs {phi[sss]:.2f}) "
+            f"and {100 * (tuned[sds] / phi[sds] - 1):.0f}% higher on the training map ({tuned[sds]:.2f} vs "
+            f"{phi[sds]:.2f}), and learns faster (mean over training {tuned_m[sss]:.2f} vs {phi_m[sss]:.2f}, "
+            f"{tuned_m[sds]:.2f} vs {phi_m[sds]:.2f}).")
+
+
+def grid_small_walls_sentence() -> str:
+    meta = [summary("grid_small_meta", i)["wall_seconds"] / 60 for i in available("grid_small_meta", [1, 2, 3])]
+    fresh = [summary(c, i)["wall_seconds"] for c, idx in (("grid_small_lopt", range(1, 37)),
+                                                          ("grid_small_a2c_sweep", range(1, 61)))
+             for i in available(c, idx)]
+    return (f"Wall time of these runs (`summary.json`), one torch thread each, the other core busy with "
+            f"other runs: meta-training {min(meta):.1f}-{max(meta):.1f} min ({len(meta)} runs), a fresh agent "
+            f"(2e6 env steps) {min(fresh):.0f}-{max(fresh):.0f} s ({len(fresh)} runs).")
+
+
+# PPO on InvertedDoublePendulum-v5 (inverted_double_pendulum_lopt, collected as idp_xfer/<name>):
+# <optimizer>_<lr>_<k> is run k of the tuned sweep (Adam: --config_idx 2, 5, 8; RMSProp: 3, 6, 9)
+IDP_LRS = ["1e-4", "3e-4", "1e-3"]
+IDP_SEED0 = [("Optim4RL, φ from `grid_small_meta`", "phi_small_0"),
+             ("Optim4RL, φ from `grid_meta_laptop` (the six gridworlds)", "phi_laptop_0"),
+             ("Optim4RL, untrained φ (sign-SGD)", "untrained_0"),
+             ("Adam", "adam_3e-4_0"), ("RMSProp", "rmsprop_3e-4_0")]
+
+
+def mujoco_ppo_table() -> str:
+    rows = []
+    for label, name in IDP_SEED0:
+        steps, returns = curve("idp_xfer", name)
+        rows.append([label, f"{final('idp_xfer', name):.0f}", f"{max(returns):.0f}",
+                     f"{summary('idp_xfer', name)['wall_seconds'] / 60:.1f} min"])
+    return markdown_table(["optimizer", "final return (mean of the last tenth of the evaluations)", "best", "wall"],
+                          rows)
+
+
+def idp_finals(optimizer: str, lr: str) -> list[float]:
+    return [final("idp_xfer", name) for name in available("idp_xfer", [f"{optimizer}_{lr}_{k}" for k in range(3)])]
+
+
+def mujoco_tuned_table() -> str:
+    cells = {(o, lr): idp_finals(o, lr) for o in ("adam", "rmsprop") for lr in IDP_LRS}
+    top = {o: max(IDP_LRS, key=lambda lr: np.mean(cells[o, lr])) for o in ("adam", "rmsprop")}
+    rows = []
+    for lr in IDP_LRS:
+        row = [lr]
+        for o in ("adam", "rmsprop"):
+            text = pm(cells[o, lr], 0)
+            row.append(f"**{text}**" if lr == top[o] else text)
+        rows.append(row)
+    return markdown_table(["lr", "Adam", "RMSProp"], rows)
+
+
+def mujoco_tuned_sentence() -> str:
+    walls = [summary("idp_xfer", f"{o}_{lr}_{k}")["wall_seconds"] / 60 for o in ("adam", "rmsprop")
+             for lr in IDP_LRS for k in range(3)]
+    best = max(np.mean(idp_finals(o, lr)) for o in ("adam", "rmsprop") for lr in IDP_LRS)
+    peak = max(max(curve("idp_xfer", f"{o}_{lr}_{k}")[1]) for o in ("adam", "rmsprop") for lr in IDP_LRS
+               for k in range(3))
+    phis = [final("idp_xfer", name) for name in ("phi_small_0", "phi_laptop_0")]
+    return (f"2e5 env steps each, {min(walls):.1f}-{max(walls):.1f} min per run. Tuned, the best setting ends at "
+            f"{best:,.0f} (the highest evaluation of any run is {peak:,.0f}); both learned φs end below "
+            f"{max(phis) // 100 * 100 + 100:,.0f}.")
+
+
+def mujoco_verdict() -> str:
+    def loss(name: str) -> list[float]:
+        return read_json(RUNS / "idp_xfer" / name / "value_loss.json")["value_loss"]
+    small, laptop = loss("phi_small_0"), loss("phi_laptop_0")
+    adam_wall = summary("idp_xfer", "adam_3e-4_0")["wall_seconds"]
+    ratios = [summary("idp_xfer", n)["wall_seconds"] / adam_wall
+              for n in ("phi_small_0", "phi_laptop_0", "untrained_0")]
+    untrained, adam = final("idp_xfer", "untrained_0"), final("idp_xfer", "adam_3e-4_0")
+    return (f"The paper's generalisation result (a φ meta-trained on gridworlds trains Brax agents) does not hold "
+            f"for our laptop φs: after 200 meta-iterations on two small maps, or 300 on the six gridworlds (16 "
+            f"agents each), their update magnitudes blow up PPO's value network here (value loss {small[-1]:.2g} at "
+            f"the end of the two-map φ's run, up to {max(small):.2g}; up to {max(laptop):.2g} in the six-gridworld "
+            f"φ's, against at most {max(loss('adam_3e-4_0')):.2g} with Adam), while the untrained φ (sign-SGD) "
+            f"learns the task ({untrained:,.0f} against Adam's {adam:,.0f}). The learned optimizer also costs "
+            f"{min(ratios):.1f}-{max(ratios):.1f}× the wall time of Adam on PPO's coordinates (two GRUs and two 16-16 "
+            f"MLP heads per coordinate and step; `summary.json`'s wall times, three to four runs sharing the two "
+            f"cores).")
 
 
 def identity_data() -> tuple[dict, dict]:
@@ -346,7 +515,15 @@ def tables() -> dict[str, str]:
         "catch_phi": catch_phi_table(),
         "catch_phi_sentence": catch_phi_sentence(),
         "catch_grad": catch_grad_sentence(),
+        "grid_small": grid_small_table(),
+        "grid_small_sentence": grid_small_sentence(),
+        "grid_small_walls": grid_small_walls_sentence(),
         "grid_transfer": grid_transfer_table(),
+        "grid_transfer_sentence": grid_transfer_sentence(),
+        "mujoco_ppo": mujoco_ppo_table(),
+        "mujoco_tuned": mujoco_tuned_table(),
+        "mujoco_tuned_sentence": mujoco_tuned_sentence(),
+        "mujoco_verdict": mujoco_verdict(),
         "identity": identity_table(),
         "identity_sentence": identity_sentence(),
     }
@@ -475,6 +652,16 @@ def figures(out_dir: Path) -> list[Path]:
     from optim4rl.identity import plot_identity
     plot_identity(identity_data()[0], out_dir / "catch_identity_perf.png")
     made.append(out_dir / "catch_identity_perf.png")
+    for env, png, title in (("small_sparse_short", "grid_sss_heldout.png", "small_sparse_short (held out)"),
+                            ("small_dense_short", "grid_sds_trained.png", "small_dense_short (trained on)")):
+        made.append(mean_band([("Optim4RL, meta-trained φ (3e-3)", GRID_PHI[env]),
+                               ("Optim4RL, untrained φ (3e-3)", GRID_UNTRAINED[env]),
+                               ("Adam (3e-3)", grid_sweep_runs("Adam", "3e-3", env)),
+                               ("Adam (1e-2)", grid_sweep_runs("Adam", "1e-2", env)),
+                               ("RMSProp (1e-2)", grid_sweep_runs("RMSProp", "1e-2", env))],
+                              out_dir / png, title, window=5))
+    made.append(compare_runs([(label.replace("`", ""), "idp_xfer", name) for label, name in IDP_SEED0],
+                             out_dir / "idp_generalisation.png", "InvertedDoublePendulum-v5, PPO, lr 3e-4, run 0"))
     return made
 
 

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.results import main, markdown_table, read_csv, read_json  # noqa: E402
@@ -33,11 +35,9 @@ RESULTS = HERE / "results"
 PROXIES = RESULTS / "proxies"
 RUNS = RESULTS / "mode1_feb2021"
 CLIFF_RUNS = RESULTS / "cliff_runs"   # Cliff runs re-run on 2026-12-07 whose proxy is not committed
+AUC_RUNS = RESULTS / "cliff_fig5_auc"   # the mixed-date AUC setting's NES runs (no proxies), re-run on 2026-12-07
 
 UNBACKED_FIGURES = {
-    "cartpole_se_transfer.png": "the Dueling DDQN / discrete TD3 transfer evaluation (about 24 min) was lost "
-                                "and not re-run",
-    "cartpole_se_varyhp.png": "the varied-hyperparameter evaluation (about 23 min) was lost and not re-run",
 }
 
 
@@ -273,6 +273,125 @@ def cliff_rn_fig5_auc_proxies() -> str:
                            "steps to solve", "plain Q-learning (same seeds)"], rows)
 
 
+def auc_runs(mode: int) -> list[dict]:
+    """The mixed-date AUC setting's finished NES runs of one mode, by seed, each with its metrics
+    and the evaluations committed beside it (only the best-ranked mode-1 runs are evaluated)."""
+    runs = []
+    for d in AUC_RUNS.glob(f"auc_m{mode}_s*"):
+        if not (d / "summary.json").is_file():
+            continue
+        run = {"dir": d, "summary": read_json(d / "summary.json"), "metrics": read_csv(d / "metrics.csv"), "evals": {}}
+        for name in ("eval10", "eval10_ref"):
+            if (d / f"{name}.json").is_file():
+                run["evals"][name] = read_json(d / f"{name}.json")
+        runs.append(run)
+    return sorted(runs, key=lambda r: r["summary"]["seed"])
+
+
+def _and(items: list[str]) -> str:
+    """a, b and c"""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0–4, 200–214: runs of consecutive seeds joined."""
+    spans, start = [], None
+    for i, s in enumerate(seeds):
+        start = s if start is None else start
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            spans.append(f"{start}" if start == s else f"{start}–{s}")
+            start = None
+    return ", ".join(spans)
+
+
+def _auc_row(label: str, runs: list[dict], name: str, first_row: bool, plain_steps: bool) -> list[str]:
+    evaluated = [r for r in runs if name in r["evals"]]
+    proxies = [group(r["evals"][name], "proxy") for r in evaluated]
+    plain = group(evaluated[0]["evals"][name], "baseline")
+    agents = [a for g in proxies for a in g["agents"]]
+    solved = [a for a in agents if a["solved"]]
+    last10 = float(np.mean([a["final_return"] for a in agents]))
+    if plain_steps:      # every run solves: the range of the runs' mean steps, and as a share of plain's
+        per_run = [g["steps_to_solve"] for g in proxies]
+        base = plain["steps_to_solve"]
+        steps_cell = (f"{min(per_run):,.0f}–{max(per_run):,.0f} "
+                      f"(**{min(per_run) / base:.2f}–{max(per_run) / base:.2f}×**)")
+    else:
+        with_solver = [g["steps_to_solve"] for g in proxies if g["steps_to_solve"] is not None]
+        steps_cell = "–" if not with_solver else (
+            _and([f"{v:,.0f}" for v in with_solver])
+            + (" (the one run with a solver)" if len(with_solver) == 1
+               else f" (the {len(with_solver)} runs with a solver)"))
+    walls = [r["summary"]["wall_seconds"] for r in runs]
+    real = [r["summary"]["env_steps"] for r in runs]
+    seeds = [r["summary"]["seed"] for r in runs]
+    return [label, f"{len(runs)} (seeds {_seed_list(seeds)})" if first_row else "same",
+            f"{np.mean(walls):.0f} s, {np.mean(real) / 1e6:.1f}M" if first_row else "",
+            f"{len(agents):,}", f"**{100 * len(solved) / len(agents):.1f}%** ({len(solved)})",
+            ret(last10), steps_cell, f"{steps(plain['steps_to_solve'])} ({pct(plain['solved_fraction'])})"]
+
+
+def cliff_rn_fig5_auc() -> str:
+    rows = []
+    for mode, what in ((1, "mode 1"), (2, "mode 2 (control)")):
+        runs = auc_runs(mode)
+        for i, (name, label) in enumerate((("eval10", "spec's evaluation (ε 0.1, 500 episodes)"),
+                                            ("eval10_ref", "the reference's (ε 0.01, 200 episodes)"))):
+            rows.append(_auc_row(f"{what}, {label}", runs, name, i == 0, plain_steps=mode == 2))
+    return markdown_table(["mixed-date AUC setting (`rn_cliff_fig5.yaml`)", "NES runs", "NES wall, real steps per run",
+                           "agents (10 per evaluated run)", "solved", "last-10 return", "steps to solve",
+                           "plain Q-learning"], rows)
+
+
+def _behaviour(report: dict) -> str:
+    """What an RN's evaluation agents do at their last test: all wander (−50: 50 steps without
+    reaching the goal), most fall into the cliff (below −50), or a mix."""
+    finals = [a["final_return"] for a in group(report, "proxy")["agents"]]
+    if all(f == -50 for f in finals):
+        return "wander"
+    return "cliff" if sum(f < -50 for f in finals) > len(finals) / 2 else "mixed"
+
+
+def wander_score(run: dict) -> float:
+    """The AUC score of agents that only wander (final test return −50), before their steps:
+    −unsolved_weight × (threshold + 50). A score above it means a final return above −50 (steps
+    are subtracted too); for one agent, whose return is a whole number and whose 100 episodes take
+    at most 5,000 steps, it means the agent reached the goal."""
+    config = read_json(run["dir"] / "config.json")
+    return -config["unsolved_weight"] * (config["nes_threshold"] + 50)
+
+
+def ret_int(value: float) -> str:
+    return f"{value:,.0f}".replace("-", "−")
+
+
+def cliff_rn_fig5_auc_summary() -> str:
+    m1, m2 = auc_runs(1), auc_runs(2)
+    iterations = sum(len(r["metrics"]) for r in m1)
+    above = sum(any(float(x["proxy_score"]) > wander_score(r) for x in r["metrics"]) for r in m1)
+    found = [[x for x in r["metrics"] if float(x["best_worker_score"]) > wander_score(r)] for r in m1]
+    evaluated = [r for r in m1 if len(r["evals"]) == 2]
+    kinds = {name: [_behaviour(r["evals"][name]) for r in evaluated] for name in ("eval10", "eval10_ref")}
+    mixed = kinds["eval10"].count("mixed")
+    solvers = [sum(a["solved"] for a in group(r["evals"]["eval10"], "proxy")["agents"]) for r in evaluated]
+    with_solvers = [n for n in solvers if n]
+    learned_m2 = sum(group(r["evals"]["eval10"], "proxy")["solved_fraction"] == 1 for r in m2 if r["evals"])
+    solver_text = ("" if not with_solvers else
+                   f" ({len(with_solvers)} RNs have solvers: {_and([str(n) for n in with_solvers])} of their 10 "
+                   f"agents)")
+    return (f"In {'none' if not above else above} of the {len(m1)} mode-1 runs did the current RN's score rise "
+            f"above {ret_int(wander_score(m1[0]))} (its 16 agents, one per worker, better than wandering on average) "
+            f"at any of the 50 iterations; in {sum(map(len, found))} of the {iterations:,} iterations "
+            f"({sum(bool(f) for f in found)} runs) one perturbation's agent reached the goal, and the mirrored "
+            f"update did not keep it. Of the {len(evaluated)} runs' RNs, {kinds['eval10'].count('wander')} make "
+            f"every evaluation agent wander (−50), {kinds['eval10'].count('cliff')} send most of them into the "
+            f"cliff and {mixed} mix{'es' if mixed == 1 else ''} the two"
+            f"{solver_text}; under the reference's evaluation {kinds['eval10_ref'].count('wander')} make every "
+            f"agent wander, {kinds['eval10_ref'].count('cliff')} send most into the cliff and "
+            f"{kinds['eval10_ref'].count('mixed')} mix the two. The same setting learns "
+            f"mode 2 in {learned_m2} of {len(m2)} runs (every agent solving).")
+
+
 def feb2021_runs() -> list[Path]:
     """The committed February-2021 mode-1 runs, by seed (a run stopped for time has no summary.json)."""
     return sorted((d for d in RUNS.glob("feb2021_m1_s*") if (d / "metrics.csv").is_file()),
@@ -497,6 +616,88 @@ def cartpole_se_evaluation() -> str:
                            "real return, final 10-episode test"], rows)
 
 
+def cartpole_se_transfer() -> str:
+    """The seed-0 SE's transfer evaluation (`evaluate.py RUN --agents dueling_ddqn,td3_discrete
+    --n-agents 5 --early-stop --name transfer`); ± is the standard deviation over the agents."""
+    report = evaluation("cartpole_se_s0", "transfer")
+    names = {"dueling_ddqn": "Dueling DDQN", "td3_discrete": "discrete TD3 (Gumbel-softmax)"}
+    rows = []
+    for agent in report["agents"]:
+        p, b = group(report, "proxy", agent), group(report, "baseline", agent)
+        se = f"{pct(p['solved_fraction'])}, {p['final_return']:.1f} ± {p['final_return_std']:.1f}"
+        rows.append([names.get(agent, agent), f"**{se}**" if p["solved_fraction"] == 0 else se,
+                     f"{pct(b['solved_fraction'])}, {b['final_return']:.1f} ± {b['final_return_std']:.1f}, "
+                     f"{steps(b['steps_to_solve'])}"])
+    return markdown_table(["agent", "trained on the SE (0 real steps): solved, return",
+                           "trained on real CartPole: solved, return, real steps"], rows)
+
+
+def cartpole_se_transfer_sentence() -> str:
+    report = evaluation("cartpole_se_s0", "transfer")
+    dd, td3 = group(report, "proxy", "dueling_ddqn")["agents"], group(report, "proxy", "td3_discrete")["agents"]
+    at_top = [a for a in dd if a["final_return"] >= 200]
+    others = sorted((a["final_return"] for a in dd if a["final_return"] < 200), reverse=True)
+    episodes = [a["episodes"] for a in dd if a["final_return"] < 200]
+    td3_episodes = [a["episodes"] for a in td3]
+    return (f"The SE transfers to Dueling DDQN in part ({len(at_top)} of {len(dd)} agents at 200"
+            + (f", the others at {' and '.join(f'{v:.1f}' for v in others)} after "
+               f"{min(episodes)}-{max(episodes)} SE episodes" if others else "")
+            + f") but not to discrete TD3: its agents stop after {min(td3_episodes)}-{max(td3_episodes)} SE "
+            f"episodes, their SE return at its plateau, and fall over on real CartPole at once (final return "
+            f"{min(a['final_return'] for a in td3):.1f}-{max(a['final_return'] for a in td3):.1f}). The paper "
+            f"reports transfer to both (discrete TD3 lower).")
+
+
+def cartpole_se_varyhp() -> str:
+    """The seed-0 SE with varied DDQN hyperparameters (`evaluate.py RUN --vary-hp --n-agents 10
+    --early-stop --name varyhp10`): each SE agent and its real-env twin share one sample."""
+    report = evaluation("cartpole_se_s0", "varyhp10")
+    p, b = group(report, "proxy"), group(report, "baseline")
+    at_threshold = sum(a["final_return"] >= report["threshold"] for a in b["agents"]) / b["n_agents"]
+    rows = [["trained on the SE", f"**{steps(p['steps_to_solve'])}**",
+             f"{pct(p['solved_fraction'])} (final test ≥ 195)",
+             f"**{p['final_return']:.1f}** ± {p['final_return_std']:.1f}"],
+            ["trained on real CartPole", f"{steps(b['steps_to_solve'])} (until solved, over the solved agents)",
+             f"{pct(b['solved_fraction'])} by the 10-test rule; {pct(at_threshold)} with a final test ≥ 195",
+             f"{b['final_return']:.1f} ± {b['final_return_std']:.1f}"]]
+    return markdown_table(["group", "real training steps", "solved", "real return, final 10-episode test"], rows)
+
+
+def cartpole_se_varyhp_sentence() -> str:
+    report = evaluation("cartpole_se_s0", "varyhp10")
+    p, b = group(report, "proxy")["agents"], group(report, "baseline")["agents"]
+    hps = [a["hp"] for a in p]
+
+    def span(key: str, fmt: str) -> str:
+        return f"{format(min(h[key] for h in hps), fmt)}-{format(max(h[key] for h in hps), fmt)}"
+
+    def sci(x: float) -> str:
+        mantissa, exponent = f"{x:.1e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    layers = sorted({h["hidden_layer"] for h in hps})
+    lr_span = f"{sci(min(h['lr'] for h in hps))} to {sci(max(h['lr'] for h in hps))}"
+    failed_se = [a for a in p if not a["solved"]]
+    failed_real = [a for a in b if not a["solved"]]
+    same = [i for i, (x, y) in enumerate(zip(p, b)) if not x["solved"] and not y["solved"]]
+
+    def failures(agents: list, real: bool) -> str:
+        return ", ".join(f"{a['final_return']:.1f}" + (f", a {a['hp']['hidden_layer']}-layer net after its "
+                                                       f"{a['episodes']:,} episodes" if real else "") for a in agents)
+    solved_real = [a["episodes"] for a in b if a["solved"]]
+    return (f"The SE, learned with the fixed tuned DDQN, trains agents it never saw (hidden sizes "
+            f"{span('hidden_size', 'd')}, {' or '.join(map(str, layers))} layers, lr {lr_span}, batches "
+            f"{span('batch_size', 'd')}) about as well as the real env does: {len(p) - len(failed_se)} of {len(p)} "
+            f"solve on the SE and {len(b) - len(failed_real)} of {len(b)} on the real env "
+            f"(by the 10-test rule; {'the same agent fails in both' if same else 'not the same agent'}: the SE's "
+            f"failure ends at {failures(failed_se, False)}, the real env's at {failures(failed_real, True)}). The SE "
+            f"agents trained "
+            f"for {min(a['episodes'] for a in p)}-{max(a['episodes'] for a in p)} SE episodes "
+            f"({min(a['train_steps'] for a in p) / 1e3:.1f}k-{max(a['train_steps'] for a in p) / 1e3:.1f}k SE steps) "
+            f"where the real-env agents that solved needed {min(solved_real)}-{max(solved_real)} episodes. The "
+            f"paper's claim that SEs are robust to varied agent hyperparameters holds here, on this seed with "
+            f"{len(p)} agents.")
+
+
 def tables() -> dict[str, str]:
     return {
         "cliff_rn_mode2": cliff_rn_mode2(),
@@ -506,6 +707,8 @@ def tables() -> dict[str, str]:
         "cliff_rn_modes": cliff_rn_modes(),
         "cliff_rn_modes_summary": cliff_rn_modes_summary(),
         "cliff_rn_transfer": cliff_rn_transfer(),
+        "cliff_rn_fig5_auc": cliff_rn_fig5_auc(),
+        "cliff_rn_fig5_auc_summary": cliff_rn_fig5_auc_summary(),
         "cliff_rn_fig5_auc_proxies": cliff_rn_fig5_auc_proxies(),
         "cliff_rn_fig5_feb2021": cliff_rn_fig5_feb2021(),
         "cliff_rn_fig5_feb2021_summary": cliff_rn_fig5_feb2021_summary(),
@@ -513,6 +716,10 @@ def tables() -> dict[str, str]:
         "cartpole_se_seeds": cartpole_se_seeds(),
         "cartpole_se_s0_progress": cartpole_se_s0_progress(),
         "cartpole_se_evaluation": cartpole_se_evaluation(),
+        "cartpole_se_transfer": cartpole_se_transfer(),
+        "cartpole_se_transfer_sentence": cartpole_se_transfer_sentence(),
+        "cartpole_se_varyhp": cartpole_se_varyhp(),
+        "cartpole_se_varyhp_sentence": cartpole_se_varyhp_sentence(),
         "acrobot_se_progress": acrobot_se_progress(),
         "acrobot_se_solved": acrobot_se_solved(),
         "acrobot_se_evaluation": acrobot_se_evaluation(),
@@ -578,6 +785,9 @@ def _figures(out_dir: Path, made: list, scratch: Path) -> None:
         moved(plot_evaluation(stage, evaluation(f"cartpole_se_s{seed}", "eval20"))[0], png)
     stage = _staged(PROXIES / "acrobot_se_s0", ["config.json", "proxy.pt"], scratch)   # plot_evaluation reads the proxy
     moved(plot_evaluation(stage, evaluation("acrobot_se_s0", "eval20"))[0], "acrobot_se_evaluation.png")
+    stage = _staged(PROXIES / "cartpole_se_s0", ["config.json", "proxy.pt"], scratch)
+    moved(plot_evaluation(stage, evaluation("cartpole_se_s0", "transfer"), "transfer")[0], "cartpole_se_transfer.png")
+    moved(plot_evaluation(stage, evaluation("cartpole_se_s0", "varyhp10"), "varyhp10")[0], "cartpole_se_varyhp.png")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,9 @@ PAPERS = ["searl", "pb2_procgen", "synthetic_envs", "steve", "optim4rl"]
 UNBACKED = {
     "searl": {"hc-2m": "the 2M-frame HalfCheetah runs (stopped at 510k); issue 32 re-runs them",
               "hc-2m-projection": "per-generation times of that lost run; issue 32"},
-    "synthetic_envs": {"cliff_rn_fig5_auc": "the 105 NES runs of the mixed-date AUC setting",
-                       "cartpole_se_transfer": "the CartPole SE transfer evaluation (~24 min)",
-                       "cartpole_se_varyhp": "the varied-hyperparameter CartPole SE evaluation (~23 min)"},
     "steve": {"hc-30k": "the 30k-frame HalfCheetah DDPG vs STEVE runs; issue 33 re-runs the comparison",
               "hc-200k-final": "the 200k-frame HalfCheetah runs, 3 seeds x 3 methods; issue 33",
               "hc-200k-curve": "the same runs' learning-curve checkpoints; issue 33"},
-    "optim4rl": {"grid_small": "grid_small_meta / grid_small_lopt runs (~60 core-minutes to redo)",
-                 "grid_transfer_lost": "rows that need the two lost φs (after 200 iterations; two-map)",
-                 "mujoco_ppo": "the single-seed InvertedDoublePendulum PPO runs (7-13 min each)",
-                 "mujoco_tuned": "the tuned Adam / RMSProp PPO sweep"},
 }
 
 UNBACKED_BLOCK = re.compile(r"<!-- unbacked:(?P<name>[\w.-]+) -->\n.*?<!-- /unbacked:(?P=name) -->", re.S)
