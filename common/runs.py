@@ -194,6 +194,9 @@ class CsvLog:
         self.required = tuple(required)
         self.fieldnames: list[str] | None = None
         self.rows_written = 0
+        if keep_rows is not None and keep_rows > 0 and not self.path.exists():
+            raise UsageError(f"--resume: {self.path} is missing; the checkpoint expects its first "
+                             f"{keep_rows} rows (restore the file, or start a new run in another --out-dir)")
         if self.path.exists() and keep_rows is not None:
             self._truncate(keep_rows)
         elif self.path.exists():
@@ -201,8 +204,14 @@ class CsvLog:
         self._file = None
 
     def _truncate(self, keep_rows: int) -> None:
+        """Keep the header and the first `keep_rows` rows (those logged before the checkpoint);
+        a file with fewer is a UsageError: resuming would lose its history without a word."""
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
+        if len(rows) < 1 + keep_rows:
+            raise UsageError(f"--resume: {self.path} holds {max(len(rows) - 1, 0)} rows, the checkpoint "
+                             f"expects at least {keep_rows} (restore the file, or start a new run in "
+                             f"another --out-dir)")
         if not rows:
             return
         self.fieldnames = rows[0]

@@ -103,6 +103,19 @@ def _damaged_copy(runs, inputs, run: str, file: str) -> Path:
     return copy
 
 
+def _metrics_cut(runs, inputs, run: str, keep: int | None) -> Path:
+    """A copy of a fixture run folder whose metrics.csv is deleted (keep None) or cut to `keep`
+    lines (0: an empty file): a --resume used to accept it and lose the history without a word."""
+    copy = inputs / f"metrics_{run}_{keep}"
+    shutil.copytree(runs[run], copy)
+    if keep is None:
+        (copy / "metrics.csv").unlink()
+    else:
+        lines = (copy / "metrics.csv").read_text().splitlines(keepends=True)
+        (copy / "metrics.csv").write_text("".join(lines[:keep]))
+    return copy
+
+
 def _damaged_file(runs, inputs, run: str, file: str) -> Path:
     copy = inputs / f"half_{Path(file).name}"
     shutil.copyfile(runs[run] / file, copy)
@@ -165,6 +178,9 @@ INPUTS = {  # placeholder -> how to make it (runs, inputs folder, tmp_path)
     "damaged_se": lambda r, i, t: _damaged_copy(r, i, "se", "checkpoints/latest.pt"),
     "damaged_steve": lambda r, i, t: _damaged_copy(r, i, "steve", "checkpoints/backup.pt"),
     "damaged_proxy": lambda r, i, t: _damaged_copy(r, i, "se", "proxy.pt"),
+    "nometrics_searl": lambda r, i, t: _metrics_cut(r, i, "searl", None),
+    "emptymetrics_pb2": lambda r, i, t: _metrics_cut(r, i, "pb2", 0),
+    "shortmetrics_se": lambda r, i, t: _metrics_cut(r, i, "se", 1),
     "damaged_se_config": lambda r, i, t: _damaged_copy(r, i, "se", "config.json"),
     "half_elite": lambda r, i, t: _damaged_file(r, i, "searl", "elite_policy.pt"),
     "half_valuerl": lambda r, i, t: _damaged_file(r, i, "steve", "checkpoints/valuerl.pt"),
@@ -328,6 +344,7 @@ CASES = [
     bad(ST, "resume-truncated-checkpoint", "--resume --out-dir {damaged_searl}",
         "cannot read checkpoint", "latest.pt"),
     bad(ST, "resume-other-papers-run", "--resume --out-dir {pb2}", "config key"),
+    bad(ST, "resume-metrics-deleted", "--resume --out-dir {nometrics_searl}", "metrics.csv is missing"),
     # searl/evaluate.py ----------------------------------------------------------------------------
     bad(SE_, "absent-run-dir", "{new}", "no exported policy"),
     bad(SE_, "other-papers-run-dir", "{pb2}", "no exported policy"),
@@ -386,6 +403,7 @@ CASES = [
     bad(PB, "resume-truncated-checkpoint", "--resume --out-dir {damaged_pb2}",
         "cannot read checkpoint", "latest.pt"),
     bad(PB, "resume-other-papers-run", "--resume --out-dir {searl}", "config key"),
+    bad(PB, "resume-metrics-emptied", "--resume --out-dir {emptymetrics_pb2}", "metrics.csv holds 0 rows"),
     # synthetic_envs/train.py ----------------------------------------------------------------------
     bad(SEV, "near-miss-env", "--env clif --out-dir {se}", "cliff"),
     bad(SEV, "gym-id", "--env CartPole-v1 --out-dir {new}", "allowed"),
@@ -425,6 +443,7 @@ CASES = [
     bad(SEV, "resume-absent-folder", "--resume --out-dir {new}", "no checkpoint"),
     bad(SEV, "resume-changed-mode", "--resume --mode 3 --out-dir {se}", "--mode"),
     bad(SEV, "resume-zero-iterations", "--resume --iterations 0 --out-dir {se}", "iterations"),
+    bad(SEV, "resume-metrics-cut", "--resume --out-dir {shortmetrics_se}", "metrics.csv holds 0 rows"),
     bad(SEV, "resume-truncated-checkpoint", "--resume --out-dir {damaged_se}",
         "cannot read checkpoint", "latest.pt"),
     bad(SEV, "resume-other-papers-run", "--resume --out-dir {pb2}", "config"),
