@@ -71,17 +71,22 @@ def clean_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    procs = {name: subprocess.Popen([sys.executable, str(ROOT / command.split()[0]),
-                                     *command.split()[1:], "--out-dir", str(root / name)],
+def run_fixture_commands(root: Path, *extra: str) -> None:
+    """FIXTURE_RUNS side by side, each into root/<name> with `extra` arguments; all must succeed."""
+    procs = {name: subprocess.Popen([sys.executable, str(ROOT / command.split()[0]), *command.split()[1:],
+                                     *extra, "--out-dir", str(root / name)],
                                     cwd=root, env=clean_env(), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
              for name, command in FIXTURE_RUNS.items()}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{FIXTURE_RUNS[name]}\n{out[-1000:]}\n{err[-2000:]}"
+        assert proc.returncode == 0, f"{FIXTURE_RUNS[name]} {' '.join(extra)}\n{out[-1000:]}\n{err[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    run_fixture_commands(root)
     for needed in ("searl/elite_policy.pt", "searl/checkpoints/latest.pt", "pb2/checkpoints/latest.pt",
                    "se/proxy.pt", "se/checkpoints/latest.pt", "steve/checkpoints/valuerl.pt",
                    "steve/checkpoints/backup.pt", "o4/summary.json"):
@@ -643,14 +648,7 @@ def test_bad_input_as_a_script(prog, argv, words, runs, tmp_path, guarded):
 def test_the_largest_allowed_seed_runs_in_every_paper(tmp_path):
     """The seed bound is not a guess: 2^31 - 1, with the seeds each paper derives from it
     (seed + 100, seed * 1000 + i, ...), trains in all five (their smallest runs, side by side)."""
-    procs = {name: subprocess.Popen([sys.executable, str(ROOT / command.split()[0]), *command.split()[1:],
-                                     "--seed", str(2**31 - 1), "--out-dir", str(tmp_path / name)],
-                                    cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-             for name, command in FIXTURE_RUNS.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{name}: {err[-2000:]}"
+    run_fixture_commands(tmp_path, "--seed", str(2**31 - 1))
 
 
 # -- a run folder in use by another process ------------------------------------------------------------
