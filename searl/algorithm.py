@@ -212,6 +212,44 @@ def train_together(job, buffer):
     return individuals
 
 
+def network_size(individual) -> int:
+    """Weights of an individual's networks: the cost of one of its updates, roughly."""
+    nets = [individual.actor, *individual.critics] if hasattr(individual, "actor") else [individual.net]
+    return sum(p.numel() for net in nets for p in net.parameters())
+
+
+def split_evenly(costs: list[int], k: int) -> list[list[int]]:
+    """Positions 0..n-1, ordered by cost, cut into k contiguous runs whose largest padded cost
+    (members x the run's largest member, as a stacked computation pads to its widest network)
+    is as small as possible: networks of similar sizes share a chunk, and the chunks take
+    about equally long."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], i))
+    c = [costs[i] for i in order]
+    n = len(c)
+    best = {(0, 0): (0, [])}   # (positions used, runs) -> (largest padded cost, cut points)
+    for runs in range(1, k + 1):
+        for end in range(runs, n - (k - runs) + 1):
+            options = [(max(best[start, runs - 1][0], (end - start) * c[end - 1]),
+                        best[start, runs - 1][1] + [end])
+                       for start in range(runs - 1, end) if (start, runs - 1) in best]
+            best[end, runs] = min(options)
+    cuts = [0] + best[n, k][1]
+    return [order[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def worker_chunks(population, groups, workers: int) -> list[list[int]]:
+    """Each batching group cut into min(workers, size) chunks of similar network sizes (less
+    padding, chunks of equal cost), the costliest chunks first so the pool's last job is short.
+    Depends only on the population and `workers`, never on the machine."""
+    chunks = []
+    for group in groups:
+        sizes = [network_size(population[i]) for i in group]
+        for positions in split_evenly(sizes, min(workers, len(group))):
+            chunk = sorted(group[p] for p in positions)
+            chunks.append((len(chunk) * max(sizes[p] for p in positions), chunk))
+    return [chunk for _, chunk in sorted(chunks, key=lambda item: -item[0])]
+
+
 def train_population(population, buffer, n_updates: int, rng: np.random.Generator, pool,
                      batched: bool = False):
     """Every individual trains `n_updates` steps on the shared memory, each with its own seed.
@@ -223,8 +261,7 @@ def train_population(population, buffer, n_updates: int, rng: np.random.Generato
         jobs = [(ind, n_updates, seed) for ind, seed in zip(population, seeds)]
         return pool.map(train_one, jobs, shared=buffer)
     workers = pool.workers if pool.backend != "serial" else 1
-    chunks = [chunk for group in type(population[0]).batching_groups(population)
-              for chunk in np.array_split(group, min(workers, len(group)))]
+    chunks = worker_chunks(population, type(population[0]).batching_groups(population), workers)
     jobs = [([population[i] for i in chunk], n_updates, [seeds[i] for i in chunk])
             for chunk in chunks]
     trained = list(population)

@@ -32,11 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.activations import fast_activation
 from common.device import keep_freed_memory
 
 ADAM_BETAS, EPS = (0.9, 0.999), 1e-8   # torch's defaults, as LeanAdam / torch.optim use
 ADAMAX_BETAS, RMSPROP_ALPHA = (0.9, 0.999), 0.99
-ACTIVATION_FUNCTIONS = {"relu": F.relu, "elu": F.elu, "tanh": torch.tanh}
+# numpy's tanh / elu kernels: torch's CPU ones are several times slower (common/activations.py)
+ACTIVATION_FUNCTIONS = {name: fast_activation(name) for name in ("relu", "elu", "tanh")}
+TANH = fast_activation("tanh")
 
 
 class StackedMLP:
@@ -130,7 +133,7 @@ class StackedMLP:
                 h = y if self.all_plain[l] else torch.addcmul(_resized(h, y.shape[-1]) * skip,
                                                               plain + residual * alpha, y)
         out = torch.baddbmm(params[k + 1].unsqueeze(1), h, params[k].transpose(1, 2))
-        return torch.tanh(out) if self.output_tanh else out
+        return TANH(out) if self.output_tanh else out
 
     def _activation(self, z: torch.Tensor) -> torch.Tensor:
         if len(self.activation_runs) == 1:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.activations import fast_activation
 from common.device import keep_freed_memory
 from synthetic_envs import inner
 from synthetic_envs.envs import env_spec, is_discrete_action, is_discrete_state, make_real_env
@@ -45,26 +46,9 @@ def supports(setup: dict) -> bool:
 # P networks of one architecture as stacked weights
 # ---------------------------------------------------------------------------------------------
 
-class _NumpyTanh(torch.autograd.Function):
-    """tanh with numpy's kernel: torch 2.13's CPU tanh is ~8x slower than numpy's on this
-    project's machine (0.85 vs 0.11 ms on 24 x 199 x 57 floats) and tanh was a third of a
-    population step. Results differ from torch.tanh by at most one float32 ulp; the gradient
-    is torch's, grad * (1 - y^2)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.from_numpy(np.tanh(x.detach().contiguous().numpy()))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return grad * (1 - y * y)
-
-
 def _elementwise(module: nn.Module):
-    return _NumpyTanh.apply if isinstance(module, nn.Tanh) else module
+    # torch 2.13's CPU tanh is several times slower than numpy's on some CPUs (common/activations.py)
+    return fast_activation("tanh") if isinstance(module, nn.Tanh) else module
 
 
 class StackedMLP:

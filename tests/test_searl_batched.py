@@ -226,3 +226,36 @@ def test_evaluate_refuses_a_bad_path_with_one_line(tmp_path):
     (tmp_path / "elite_policy.pt").write_bytes(b"not a checkpoint")
     result = run_in_process("searl.evaluate", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot read" in result.stderr
+
+
+def test_split_evenly_finds_the_cheapest_cut_of_the_sorted_sizes():
+    """Brute force over every cut of the sorted sizes into k runs: the largest padded cost
+    (members x largest member) of the chosen split is the smallest there is."""
+    import itertools
+
+    from searl.algorithm import split_evenly
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n = int(rng.integers(1, 9))
+        costs = [int(c) for c in rng.integers(1, 50, size=n)]
+        k = int(rng.integers(1, n + 1))
+        chunks = split_evenly(costs, k)
+        assert len(chunks) == k and sorted(i for c in chunks for i in c) == list(range(n))
+        padded = max(len(c) * max(costs[i] for i in c) for c in chunks)
+        ordered = sorted(costs)
+        best = min(max((b - a) * ordered[b - 1] for a, b in zip((0,) + cut, cut + (n,)))
+                   for cut in itertools.combinations(range(1, n), k - 1))
+        assert padded == best
+
+
+def test_worker_chunks_group_similar_networks_and_cover_each_group_once():
+    from searl.algorithm import network_size, worker_chunks
+    population = grown_population()
+    groups = TD3Individual.batching_groups(population)
+    chunks = worker_chunks(population, groups, 2)
+    assert sorted(i for c in chunks for i in c) == sorted(i for g in groups for i in g)
+    assert all(any(set(c) <= set(g) for g in groups) for c in chunks)
+    cost = [len(c) * max(network_size(population[i]) for i in c) for c in chunks]
+    assert cost == sorted(cost, reverse=True)     # the costliest job first
+    assert worker_chunks(population, groups, 1) == sorted(groups, key=lambda g: -len(g) * max(
+        network_size(population[i]) for i in g))

@@ -1,6 +1,5 @@
 """The batched population of DDQN agents on SEs (synthetic_envs/population.py) against the
 one-agent-at-a-time path it replaces."""
-import numpy as np
 import pytest
 import torch
 
@@ -121,15 +120,6 @@ def test_a_tabular_se_run_keeps_the_one_task_path():
     assert not population.supports(setup)
     assert not population.supports(dict(cartpole_setup(), agent_hp=dict(cartpole_setup()["agent_hp"],
                                                                         same_action_num=2)))
-
-
-def test_numpy_tanh_has_torch_tanh_values_and_gradient():
-    x = torch.randn(2, 5, 3, dtype=torch.float32, requires_grad=True)
-    y = population._NumpyTanh.apply(x)
-    assert torch.allclose(y, torch.tanh(x), atol=1e-6)
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    assert torch.allclose(grad, 1 - torch.tanh(x.detach()) ** 2, atol=1e-6)
-    np.testing.assert_array_less(-1.0001, y.detach().numpy())
 
 
 def test_evaluate_trains_se_agents_as_a_population_with_the_same_records(tmp_path):
