@@ -206,9 +206,9 @@ def train_one(job, buffer):
 
 def train_together(job, buffer):
     """A group of individuals trained as one batched computation (searl/batched_td3.py)."""
-    individuals, n_updates, seeds = job
+    individuals, n_updates, seeds, compile = job
     type(individuals[0]).learn_together(individuals, buffer, n_updates,
-                                        [np.random.default_rng(seed) for seed in seeds])
+                                        [np.random.default_rng(seed) for seed in seeds], compile)
     return individuals
 
 
@@ -251,18 +251,19 @@ def worker_chunks(population, groups, workers: int) -> list[list[int]]:
 
 
 def train_population(population, buffer, n_updates: int, rng: np.random.Generator, pool,
-                     batched: bool = False):
+                     batched: bool = False, compile: bool = False):
     """Every individual trains `n_updates` steps on the shared memory, each with its own seed.
     One by one (in parallel on `pool`, common.parallel), or `batched`: the individuals that
     can share a batched computation train together, the groups split over the pool's workers.
-    The replay memory reaches workers through shared memory, never copied per job."""
+    The replay memory reaches workers through shared memory, never copied per job.
+    `compile`: batched groups train through torch.compile (searl.batched_td3.compiled)."""
     seeds = [int(seed) for seed in rng.integers(2**62, size=len(population))]
     if not batched:
         jobs = [(ind, n_updates, seed) for ind, seed in zip(population, seeds)]
         return pool.map(train_one, jobs, shared=buffer)
     workers = pool.workers if pool.backend != "serial" else 1
     chunks = worker_chunks(population, type(population[0]).batching_groups(population), workers)
-    jobs = [([population[i] for i in chunk], n_updates, [seeds[i] for i in chunk])
+    jobs = [([population[i] for i in chunk], n_updates, [seeds[i] for i in chunk], compile)
             for chunk in chunks]
     trained = list(population)
     for chunk, individuals in zip(chunks, pool.map(train_together, jobs, shared=buffer)):

@@ -26,6 +26,7 @@ target-policy noise, widths and activations may differ within a group, so the de
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -261,12 +262,13 @@ def batching_groups(individuals) -> list[list[int]]:
     return list(groups.values())
 
 
-def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
+def learn_together(individuals, buffer, n_updates: int, rngs, compile: bool = False) -> list[dict]:
     """`n_updates` TD3 updates of every individual (one batching group), each with its own
-    minibatches and noise from its own `rngs[i]`, exactly as `TD3Individual.learn` would."""
+    minibatches and noise from its own `rngs[i]`, exactly as `TD3Individual.learn` would.
+    `compile`: the losses and their gradients through torch.compile (equal to float rounding)."""
     # networks with the same activation side by side: one activation call per kind
     order = sorted(range(len(individuals)), key=lambda i: individuals[i].actor.activation)
-    group = _Group([individuals[i] for i in order])
+    group = _Group([individuals[i] for i in order], compile)
     losses = group.train(buffer, n_updates, [rngs[i] for i in order])
     result = [None] * len(individuals)
     for position, i in enumerate(order):
@@ -280,9 +282,11 @@ class _Group:
     critics' activation): tensors of P rows stay in the CPU's cache better than 2P rows (a few
     percent faster per update, measured)."""
 
-    def __init__(self, individuals):
+    def __init__(self, individuals, compile: bool = False):
         first = individuals[0]
         self.individuals, self.p, self.device = individuals, len(individuals), first.device
+        self.critic_loss, self.actor_loss = (compiled(_critic_loss), compiled(_actor_loss)) if compile \
+            else (_critic_loss, _actor_loss)
         self.batch_size, self.delay, kind = (first.hp[k] for k in ("batch_size", "policy_delay",
                                                                    "optimizer"))
         self.gamma, self.tau, self.clip, self.noise_clip = (
@@ -340,19 +344,13 @@ class _Group:
             obs, action, next_obs, reward, terminated = (
                 t.to(device, dtype).view(p, b, *t.shape[1:])
                 for t in (batch.obs, batch.actions, batch.next_obs, batch.rewards, batch.terminated))
-            with torch.no_grad():  # TD3 target: clipped noise, min of the twin target critics
-                noise = torch.stack([torch.randn(action.shape[1:], generator=g, device=device,
-                                                 dtype=dtype) for g in generators])
-                noise = (noise * self.noise_std).clamp(-self.noise_clip, self.noise_clip)
-                next_action = (self.actors.forward(self.actor_targets, next_obs) + noise).clamp(-1, 1)
-                next_q = torch.min(*self.q_values(self.critic_targets, next_obs, next_action))
-                y = reward + self.gamma * (1 - terminated) * next_q
-            q1, q2 = self.q_values(self.critic_params, obs, action)
-            per_individual = (q1 - y).pow(2).mean(1) + (q2 - y).pow(2).mean(1)  # the two MSEs
-            self._step(self.critic_opt, per_individual.sum(), self.critic_params)
-            losses += per_individual.detach()
+            noise = torch.stack([torch.randn(action.shape[1:], generator=g, device=device,
+                                             dtype=dtype) for g in generators])
+            loss, per_individual = self.critic_loss(self, obs, action, next_obs, reward, terminated, noise)
+            self._step(self.critic_opt, loss, self.critic_params)
+            losses += per_individual
             if step % self.delay == 0:  # delayed actor and target updates
-                self._step(self.actor_opt, -self.q1_of_policy(obs).mean(1).sum(), self.actors.params)
+                self._step(self.actor_opt, self.actor_loss(self, obs), self.actors.params)
                 with torch.no_grad():
                     torch._foreach_lerp_(targets, online, self.tau)
         self.actors.write_back([ind.actor for ind in self.individuals])
@@ -368,6 +366,48 @@ class _Group:
                  for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True))]
         _clip_(grads, self.clip)
         optimizer.step(grads)
+
+
+def _critic_loss(group: _Group, obs, action, next_obs, reward, terminated, noise):
+    """The sum over individuals of TD3's twin-critic MSEs (the gradient of the sum is each
+    individual's own), and each individual's loss."""
+    with torch.no_grad():  # TD3 target: clipped noise, min of the twin target critics
+        noise = (noise * group.noise_std).clamp(-group.noise_clip, group.noise_clip)
+        next_action = (group.actors.forward(group.actor_targets, next_obs) + noise).clamp(-1, 1)
+        next_q = torch.min(*group.q_values(group.critic_targets, next_obs, next_action))
+        y = reward + group.gamma * (1 - terminated) * next_q
+    q1, q2 = group.q_values(group.critic_params, obs, action)
+    per_individual = (q1 - y).pow(2).mean(1) + (q2 - y).pow(2).mean(1)  # the two MSEs
+    return per_individual.sum(), per_individual.detach()
+
+
+def _actor_loss(group: _Group, obs):
+    """The deterministic policy gradient's loss, -Q1(s, pi(s)), summed over individuals."""
+    return -group.q1_of_policy(obs).mean(1).sum()
+
+
+_EAGER_ONLY = []   # set once torch.compile has failed in this process
+
+
+def compiled(fn):
+    """`fn` through torch.compile, falling back to `fn` itself (with one line on stderr, once per
+    process) where compiling fails, e.g. without a C++ compiler. A group made each generation
+    reuses the compiled code while its structure is unchanged (dynamo guards on values, not on
+    the object), and widths become dynamic after the first change, so recompiles are rare."""
+    compiled_fn = torch.compile(fn)
+
+    def call(*args):
+        if _EAGER_ONLY:
+            return fn(*args)
+        try:
+            return compiled_fn(*args)
+        except Exception as error:   # noqa: BLE001 - any compiler failure means: run eagerly
+            _EAGER_ONLY.append(error)
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            print(f"searl: torch.compile failed ({type(error).__name__}: {first_line}); "
+                  f"training eagerly", file=sys.stderr, flush=True)
+            return fn(*args)
+    return call
 
 
 class PopulationPolicy:

@@ -148,12 +148,13 @@ class TD3Individual:
         return batched_td3.batching_groups(individuals)
 
     @staticmethod
-    def learn_together(individuals, buffer, n_updates: int, rngs) -> list[dict]:
+    def learn_together(individuals, buffer, n_updates: int, rngs, compile: bool = False) -> list[dict]:
         """`learn` for every individual as one batched computation, with the same numbers
-        (a group of one learns on its own: nothing to batch, no padding to pay for)."""
+        (a group of one learns on its own: nothing to batch, no padding to pay for).
+        `compile`: through torch.compile (searl.batched_td3.compiled)."""
         if len(individuals) == 1:
             return [individuals[0].learn(buffer, n_updates, rngs[0])]
-        results = batched_td3.learn_together(individuals, buffer, n_updates, rngs)
+        results = batched_td3.learn_together(individuals, buffer, n_updates, rngs, compile)
         for individual in individuals:
             individual.train_steps += n_updates
         return results

@@ -68,6 +68,7 @@ DEFAULTS = {
     "torch_threads": 1,              # 0: torch's default
     "batched": True,                 # SEARL-TD3: train and evaluate the population as one batched
                                      # computation (searl/batched_td3.py); false: one by one
+    "compile": False,                # batched SEARL-TD3: its update through torch.compile (--compile)
     "td3": TD3_DEFAULTS,
     "dqn": DQN_DEFAULTS,
 }
@@ -121,6 +122,10 @@ def parse_args(argv):
                         help="train and evaluate the individuals one after another instead of "
                              "as one batched computation (sets batched: false; the same computation, "
                              "equal up to float rounding)")
+    parser.add_argument("--compile", action="store_true",
+                        help="batched SEARL-TD3: run the population's update through torch.compile "
+                             "(sets compile: true; equal to the eager update up to float rounding; "
+                             "falls back to eager, with one line, where compiling fails)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs at the end")
     return parser.parse_args(argv)
 
@@ -135,6 +140,8 @@ def build_config(args) -> dict:
     smoke = SMOKE[algorithm] if args.smoke else None
     if args.one_by_one:
         flags["batched"] = False
+    if args.compile:
+        flags["compile"] = True
     config = resolve_config(DEFAULTS, file_layer, smoke, overrides, flags, ranges=RANGES)
     if algorithm.endswith("dqn"):  # C51's value support for this env unless the user set one
         explicit = {**(file_layer.get("dqn") or {}), **overrides.get("dqn", {})}
@@ -153,6 +160,9 @@ def check_config(config: dict) -> None:
     if config["algorithm"] == "searl_td3" and config["batched"] and not config["td3"]["reset_each_learn"]:
         raise UsageError("batched training re-creates targets and optimizers each generation "
                          "(td3.reset_each_learn: true); with td3.reset_each_learn=false use --one-by-one")
+    if config["compile"] and not uses_batched_population(config):
+        raise UsageError("compile applies to the batched SEARL-TD3 population (algorithm: searl_td3, "
+                         "batched: true); leave it off here")
     check_agent_config(config)
     check_env_id(config["env"])
     space = "Discrete (Atari)" if is_atari(config["env"]) else action_space_of(config["env"])
@@ -284,7 +294,7 @@ def run_searl(config, run, state, buffer, envs, test_env, pool) -> dict:
                     state["last_steps"], config["train_fraction"], config["min_train_steps"],
                     config["max_train_steps"])
                 population = algorithm.train_population(population, buffer, updates, rng, pool,
-                                                        batched=batched)
+                                                        batched=batched, compile=config["compile"])
             policy = type(population[0]).population_policy(population) if batched else None
             evaluations = algorithm.evaluate_population(
                 population, envs, buffer, rng, random_actions=generation == 0
@@ -378,6 +388,9 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     run = state = buffer_state = None
     if args.resume:
+        if args.compile or args.one_by_one:
+            raise UsageError("--resume continues the run's saved config (its compile and batched keys); "
+                             "pass --compile / --one-by-one at the run's first start")
         run, saved_config = reopen_run(args, FLAG_KEYS, budget_key="total_steps")
         config = resolve_config(DEFAULTS, saved_config, ranges=RANGES)
         saved = run.load_checkpoint()

@@ -259,3 +259,46 @@ def test_worker_chunks_group_similar_networks_and_cover_each_group_once():
     assert cost == sorted(cost, reverse=True)     # the costliest job first
     assert worker_chunks(population, groups, 1) == sorted(groups, key=lambda g: -len(g) * max(
         network_size(population[i]) for i in g))
+
+
+def _trained_parameters(population, compile, updates=12):
+    population = copy.deepcopy(population)
+    buffer = random_buffer()
+    for group in batching_groups(population):
+        if len(group) > 1:
+            learn_together([population[i] for i in group], buffer, updates,
+                           [np.random.default_rng(10 + i) for i in group], compile=compile)
+    return [torch.cat([p.detach().flatten() for net in (ind.actor, *ind.critics)
+                       for p in net.parameters()]) for ind in population]
+
+
+def test_compile_falls_back_to_eager_in_one_line_where_compiling_fails(monkeypatch, capsys):
+    """No C++ compiler (or any other failure inside torch.compile): the same numbers as eager."""
+    from searl import batched_td3
+
+    def broken_compile(fn):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return call
+    monkeypatch.setattr(batched_td3.torch, "compile", broken_compile)
+    monkeypatch.setattr(batched_td3, "_EAGER_ONLY", [])
+    population = grown_population()
+    eager = _trained_parameters(population, compile=False)
+    fallen_back = _trained_parameters(population, compile=True)
+    for a, b in zip(eager, fallen_back):
+        assert torch.equal(a, b)
+    err = capsys.readouterr().err
+    assert err.count("torch.compile failed") == 1 and err.count("\n") == 1, err
+    assert "No working C++ compiler found" in err and "training eagerly" in err
+
+
+@pytest.mark.slow
+def test_compiled_update_equals_eager_to_float_rounding(float64):
+    """torch.compile of the batched losses and gradients (searl --compile): the same training,
+    up to the order of float roundings, on a grown population (widths, depths, activations)."""
+    population = grown_population(size=3)
+    assert len(batching_groups(population)) < 3     # some individuals share a group
+    eager = _trained_parameters(population, compile=False)
+    compiled = _trained_parameters(population, compile=True)
+    for a, b in zip(eager, compiled):
+        assert_close(a, b, 1e-9)

@@ -85,6 +85,9 @@ def test_resume_continues_exactly(tmp_path):
     (["--device", "cuda:7"], "--device"),
     (["--resume"], "--resume needs --out-dir"),
     (["--set", "td3.reset_each_learn=false"], "use --one-by-one"),
+    (["--compile", "--one-by-one"], "compile applies to the batched SEARL-TD3 population"),
+    (["--set", "compile=1"], "config key 'compile' expects bool, got 1"),
+    (["--resume", "--compile", "--out-dir", "x"], "pass --compile / --one-by-one at the run's first start"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, message):
     result = refused(*args, "--expt_dir", str(tmp_path))
