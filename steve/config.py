@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from common.cli import UsageError
-from common.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, check_ranges
+from common.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
 
 CONFIGS_ROOT = Path(__file__).resolve().parent / "configs"
 ALGOS = ("ddpg", "mve_tdk", "steve")  # policy_config.algo
@@ -106,8 +106,19 @@ _SIZES = ("hidden_dim", "hidden_layers", "batch_size", "replay_size", "log_every
           "backup_every_n", "transition_hidden_dim", "transition_hidden_layers", "aux_hidden_dim",
           "aux_hidden_layers")
 _ENSEMBLES = ("ensemble_size", "train_sample_count", "eval_sample_count")
+# Upper bounds where a larger value would only exhaust memory or time (a 1e30 batch, a 1e12
+# replay memory): far above any experiment here (the goodruns configs' largest: replay 1M,
+# batch 512, hidden 1024, 4 hidden layers, 16 envs).
+_CAPS = {"hidden_dim": 65_536, "transition_hidden_dim": 65_536, "aux_hidden_dim": 65_536,
+         "hidden_layers": 64, "transition_hidden_layers": 64, "aux_hidden_layers": 64,
+         "batch_size": 1_000_000, "replay_size": 100_000_000}
 RANGES = {
-    **{f"{section}.{key}": AT_LEAST_ONE for section in ("policy_config", "model_config") for key in _SIZES},
+    **{f"{section}.{key}": Range(1, _CAPS.get(key)) for section in ("policy_config", "model_config")
+       for key in _SIZES},
+    # acting and evaluation envs: count x batch_size of them, and at least one
+    **{f"{section}.{key}": Range(1, 4096) for section in ("agent_config", "evaluator_config")
+       for key in ("count", "batch_size")},
+    "agent_config.reload_every_n": AT_LEAST_ONE,
     **{f"{section}.{key}": NON_NEGATIVE for section in ("policy_config", "model_config")
        for key in ("frames_before_learning", "pretrain_n", "pretanh_reg", "l2_reg")},
     "policy_config.learning_rate": POSITIVE, "model_config.learning_rate": POSITIVE,
@@ -127,6 +138,7 @@ def validate_config(config: dict, where: str = "config") -> None:
         raise UsageError(f"{where}: {message}")
 
     _check_keys(config, SCHEMA, "", fail)
+    _check_numbers(config, fail)
     try:
         check_ranges(config, RANGES)
     except UsageError as error:
@@ -171,6 +183,23 @@ def validate_config(config: dict, where: str = "config") -> None:
                                       or rate <= 0):
                 fail(f"{section}.frames_per_update must be a positive number or false, "
                      f"got {rate!r}")
+
+
+FALSE_MEANS_NONE = {"model_config.pretrain_n"}   # the reference's speedrun configs: no pretraining
+
+
+def _check_numbers(config: dict, fail) -> None:
+    """Every key with a range holds a number (lists: of numbers); true / false are not numbers
+    here, though Python counts them as ints (a batch size of `true` would train on 1 example)."""
+    for path in RANGES:
+        node = config
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or (node is False and path in FALSE_MEANS_NONE):
+            continue
+        values = node if isinstance(node, list) else [node]
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            fail(f"config key '{path}' must be a number, got {json.dumps(node)}")
 
 
 def _check_exploration(exploration: dict, fail) -> None:
@@ -311,6 +340,8 @@ def _typed(key: str, old, new):
     """`new` with the type of `old` where that is lossless (YAML reads '1e5' as a string)."""
     if isinstance(old, bool) or old is None or isinstance(old, (dict, list)):
         return new
+    if isinstance(old, (int, float)) and isinstance(new, bool) and not (new is False and key in FALSE_MEANS_NONE):
+        raise UsageError(f"--set {key}: expects a number, got {str(new).lower()}")
     if isinstance(old, (int, float)) and isinstance(new, str):
         try:
             new = float(new)

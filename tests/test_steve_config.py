@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from common.cli import UsageError
-from steve.config import (ALGOS, CONFIGS_ROOT, EXPLORATION_TYPES, experiment_dir, experiment_name,
+from steve.config import (ALGOS, CONFIGS_ROOT, EXPLORATION_TYPES, apply_overrides, experiment_dir, experiment_name,
                           load_config, resolve_file)
 
 EXPERIMENTS = sorted((CONFIGS_ROOT / "experiments").rglob("*.json"))
@@ -247,7 +247,7 @@ def test_env_dims_match_gymnasium():
 @pytest.mark.parametrize("updates, message", [
     ({"policy_config": {"learning_rate": -1e-3}}, "'policy_config.learning_rate' must be > 0"),
     ({"env": {"discount": float("nan")}}, "'env.discount' must be in [0, 1], got nan"),
-    ({"model_config": {"batch_size": 0}}, "'model_config.batch_size' must be >= 1"),
+    ({"model_config": {"batch_size": 0}}, "'model_config.batch_size' must be in [1, 1000000]"),
     ({"policy_config": {"exploration": {"prob": 1.5}}}, "'policy_config.exploration.prob' must be in [0, 1]"),
 ])
 def test_values_out_of_range_are_refused_naming_the_key(tmp_path, updates, message):
@@ -257,3 +257,33 @@ def test_values_out_of_range_are_refused_naming_the_key(tmp_path, updates, messa
     with pytest.raises(UsageError) as error:
         load_config(path)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("policy_config.batch_size=true", "--set policy_config.batch_size: expects a number, got true"),
+    ("model_config.pretrain_n=true", "--set model_config.pretrain_n: expects a number, got true"),
+    ("policy_config.learning_rate=false", "--set policy_config.learning_rate: expects a number, got false"),
+    ("policy_config.batch_size=1e30", "'policy_config.batch_size' must be in [1, 1000000]"),
+    ("policy_config.replay_size=1e12", "'policy_config.replay_size' must be in [1, 100000000]"),
+    ("policy_config.hidden_dim=1e9", "'policy_config.hidden_dim' must be in [1, 65536]"),
+    ("agent_config.count=0", "'agent_config.count' must be in [1, 4096]"),
+    ("agent_config.batch_size=0", "'agent_config.batch_size' must be in [1, 4096]"),
+    ("evaluator_config.count=0", "'evaluator_config.count' must be in [1, 4096]"),
+    ("evaluator_config.batch_size=0", "'evaluator_config.batch_size' must be in [1, 4096]"),
+    ("agent_config.reload_every_n=0", "'agent_config.reload_every_n' must be >= 1"),
+])
+def test_set_refuses_booleans_for_numbers_sizes_past_memory_and_zero_counts(item, message):
+    config = load_config("experiments/laptop/halfcheetah/steve0.json")
+    with pytest.raises(UsageError) as error:
+        apply_overrides(config, [item])
+    assert message in str(error.value)
+
+
+def test_a_boolean_number_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"inherits": ["algos/steve.json", "envs/pendulum.json",
+                                            "experimental_setups/laptop.json"],
+                                "updates": {"model_config": {"batch_size": True}}}))
+    with pytest.raises(UsageError) as error:
+        load_config(path)
+    assert "config key 'model_config.batch_size' must be a number, got true" in str(error.value)
