@@ -87,7 +87,8 @@ def parse_args(argv):
                              "is false, as the speedrun configs); not reproducible run to run")
     parser.add_argument("--corrupt-model", type=float, default=None, metavar="STD",
                         help="robustness test: add N(0, STD) to every imagined next state (default: 0)")
-    return parser.parse_args(argv)
+    # intermixed: the positional GPU id may also come after flags (`CONFIG --no-plots 0`)
+    return parser.parse_intermixed_args(argv)
 
 
 # -- the config and the learners -----------------------------------------------------------------

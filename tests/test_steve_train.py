@@ -147,3 +147,10 @@ def test_a_damaged_backup_and_an_unwritable_place_are_one_line(tmp_path):
         assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_the_gpu_id_is_read_after_flags_too():
+    from steve.train import parse_args
+    for argv in (["cfg.json", "1", "--no-plots"], ["cfg.json", "--no-plots", "1"], ["--no-plots", "cfg.json", "1"]):
+        args = parse_args(argv)
+        assert (args.config_file, args.gpu_id, args.no_plots) == ("cfg.json", "1", True), argv
