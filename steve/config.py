@@ -31,6 +31,11 @@ CONFIGS_ROOT = Path(__file__).resolve().parent / "configs"
 ALGOS = ("ddpg", "mve_tdk", "steve")  # policy_config.algo
 EXPLORATION_TYPES = ("per_dim_tanh_noise", "gaussian", "none")  # policy_config.exploration.type
 ALGO_FLAG = {"mve_tdk": "tdk_trick", "steve": "steve_reweight"}  # value_expansion flag per algo
+# policy_config.q_routing: "random" (the reference) trains one random Q member per example;
+# "full" trains every member of the train subset on every example (each member sees the batch)
+Q_ROUTINGS = ("random", "full")
+# optional keys that --set may add to a config that leaves them out, and their default
+SETTABLE_DEFAULTS = {"policy_config.q_routing": "random", "model_config.full_batch": False}
 
 
 def _keys(names: str = "", **nested: dict) -> dict:
@@ -45,15 +50,16 @@ SCHEMA = _keys(
     env=_keys("name obs_dims action_dim reward_scale discount max_frames"),
     agent_config=_keys("count batch_size reload_every_n full_random_n"),
     evaluator_config=_keys("count batch_size"),
-    policy_config=_keys(f"algo hidden_dim hidden_layers pretanh_reg {_LEARNER}",
+    policy_config=_keys(f"algo hidden_dim hidden_layers pretanh_reg q_routing {_LEARNER}",
                         exploration=_keys("type prob std"),
                         bayesian=_ENSEMBLE,
                         value_expansion=_keys("rollout_len tdk_trick steve_reweight")),
     model_config=_keys("transition_hidden_dim transition_hidden_layers aux_hidden_dim "
-                       f"aux_hidden_layers l2_reg pretrain_n {_LEARNER}",
+                       f"aux_hidden_layers l2_reg pretrain_n full_batch {_LEARNER}",
                        bayesian=_keys(transition=_ENSEMBLE, reward=_ENSEMBLE)),
 )
 OPTIONAL = {"model_config", "model_config.bayesian", "policy_config.bayesian",
+            "policy_config.q_routing", "model_config.full_batch",
             "policy_config.value_expansion", "policy_config.value_expansion.tdk_trick",
             "policy_config.value_expansion.steve_reweight",
             "policy_config.exploration.prob", "policy_config.exploration.std"}
@@ -176,6 +182,11 @@ def validate_config(config: dict, where: str = "config") -> None:
                                         ensemble["eval_sample_count"]) > ensemble["ensemble_size"]:
             fail(f"{name}: train/eval_sample_count cannot exceed ensemble_size")
     _check_exploration(policy["exploration"], fail)
+    # ours, not the reference's: which ensemble members train on each example (README)
+    if policy.get("q_routing", "random") not in Q_ROUTINGS:
+        fail(f"policy_config.q_routing must be one of: {', '.join(Q_ROUTINGS)}, got {policy['q_routing']!r}")
+    if model is not None and not isinstance(model.get("full_batch", False), bool):
+        fail(f"model_config.full_batch must be true or false, got {json.dumps(model['full_batch'])}")
     for section in ("policy_config", "model_config"):
         if section in config:
             rate = config[section]["frames_per_update"]
@@ -328,10 +339,11 @@ def apply_overrides(config: dict, items: list[str], where: str = "--set") -> dic
             if not isinstance(node.get(part), dict):
                 raise UsageError(f"{where} {key}: '{path}' is not a section of this config")
             node, path = node[part], path + "."
-        if leaf not in node:
+        if leaf not in node and key.strip() not in SETTABLE_DEFAULTS:
             raise UsageError(f"{where} {key}: unknown config key; keys here: "
                              f"{', '.join(sorted(k for k in node if not k.startswith('_')))}")
-        node[leaf] = _typed(key, node[leaf], yaml.safe_load(raw) if raw.strip() else "")
+        old = node[leaf] if leaf in node else SETTABLE_DEFAULTS[key.strip()]
+        node[leaf] = _typed(key, old, yaml.safe_load(raw) if raw.strip() else "")
     validate_config(config, where)
     return config
 

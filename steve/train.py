@@ -103,7 +103,8 @@ def value_config(cfg: dict, corrupt_std: float = 0.0) -> ValueConfig:
                        hidden_layers=policy["hidden_layers"], discount=cfg["env"]["discount"],
                        reward_scale=cfg["env"]["reward_scale"], lr=policy["learning_rate"],
                        policy_reg=policy["pretanh_reg"], target_copy_every=policy["epoch_every_n"],
-                       corrupt_std=corrupt_std, q_train_samples=bayes.get("train_sample_count"),
+                       corrupt_std=corrupt_std, q_routing=policy.get("q_routing", "random"),
+                       q_train_samples=bayes.get("train_sample_count"),
                        q_eval_samples=bayes.get("eval_sample_count"))
 
 
@@ -121,7 +122,7 @@ def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int,
                              transition_layers=model["transition_hidden_layers"],
                              aux_hidden=model["aux_hidden_dim"], aux_layers=model["aux_hidden_layers"],
                              device=device, transition_samples=_samples(transition),
-                             reward_samples=_samples(reward))
+                             reward_samples=_samples(reward), full_batch=model.get("full_batch", False))
 
 
 def _samples(ensemble: dict) -> tuple[int, int] | None:

@@ -1,5 +1,6 @@
 """steve/config.py: inherits/updates/*key layering as in the reference, errors, shipped files."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,9 @@ def test_shipped_experiments_cover_every_env_and_algo():
 def test_every_shipped_experiment_loads(path):
     config = load_config(path)
     assert config["name"] == experiment_name(path) == path.stem
-    assert config["policy_config"]["algo"] == path.stem.removeprefix("speedy_")[:-1]
+    # <algo><n>, speedy_<algo><n> or <algo>_<variant><n> (e.g. steve_full0: one setting changed)
+    algo = config["policy_config"]["algo"]
+    assert re.fullmatch(rf"(speedy_)?{algo}(_[a-z]+)?\d", path.stem), path.stem
     assert experiment_dir(config) == Path("output") / config["env"]["name"] / path.stem
 
 
@@ -287,3 +290,28 @@ def test_a_boolean_number_in_a_config_file_is_refused(tmp_path):
     with pytest.raises(UsageError) as error:
         load_config(path)
     assert "config key 'model_config.batch_size' must be a number, got true" in str(error.value)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("policy_config.q_routing=all", "policy_config.q_routing must be one of: random, full, got 'all'"),
+    ("model_config.full_batch=1", "model_config.full_batch must be true or false, got 1"),
+])
+def test_routing_keys_are_checked(item, message):
+    config = load_config("experiments/laptop/halfcheetah/steve_full0.json")
+    with pytest.raises(UsageError) as error:
+        apply_overrides(config, [item])
+    assert message in str(error.value)
+
+
+def test_routing_keys_reach_the_learners_and_default_to_the_reference():
+    from steve.train import make_world_model, value_config
+    full = load_config("experiments/laptop/halfcheetah/steve_full0.json")
+    assert value_config(full).q_routing == "full" and make_world_model(full, 17, 6, 0).full_batch is True
+    reference = load_config("experiments/laptop/halfcheetah/steve0.json")
+    assert "q_routing" not in reference["policy_config"] and "full_batch" not in reference["model_config"]
+    assert value_config(reference).q_routing == "random" and make_world_model(reference, 17, 6, 0).full_batch is False
+    switched = apply_overrides(reference, ["policy_config.q_routing=full", "model_config.full_batch=true"])
+    assert value_config(switched).q_routing == "full" and make_world_model(switched, 17, 6, 0).full_batch is True
+    ddpg = load_config("experiments/laptop/halfcheetah/ddpg0.json")
+    with pytest.raises(UsageError, match="'model_config' is not a section"):
+        apply_overrides(ddpg, ["model_config.full_batch=true"])
