@@ -261,3 +261,34 @@ class WorldModel(nn.Module):
         total = obs_loss + reward_loss + done_loss + reg
         return total, {"next_obs_loss": obs_loss.item(), "reward_loss": reward_loss.item(),
                        "done_loss": done_loss.item(), "reg_loss": reg.item()}
+
+
+@torch.no_grad()
+def calibration(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                next_obs: torch.Tensor, horizon: int) -> dict[str, float]:
+    """How far the ensembles' spread predicts their error, on T consecutive real transitions of one
+    episode (s_t, a_t, r_t, s_{t+1}), t = 0..T-1: for k = 1..`horizon`, every transition member
+    rolls out k steps from each s_t with the real actions a_t..a_{t+k-1}, and
+        state_k = mean_t ||mean_m ŝ_{t+k} - s_{t+k}||² / mean_t sum_d var_m ŝ_{t+k,d}
+    (unbiased variance over the M members); reward_1 is the same for the reward members at the
+    real (s, a, s'). A calibrated ensemble (truth and members drawn alike) gives about 1 + 1/M
+    (1.25 for 4 members); above that the ensemble is over-confident, so STEVE's inverse-variance
+    weights over-trust the model. Uses no random numbers: training is unchanged by it."""
+    members, length = model.members, obs.shape[0]
+    result: dict[str, float] = {}
+    states = obs.unsqueeze(0).expand(members, -1, -1)          # [M, T, S]: starts at every s_t
+    for k in range(1, horizon + 1):
+        starts = length - k + 1                                # s_t with k real steps after it
+        if starts < 1:
+            break
+        acts = action[k - 1:k - 1 + starts].unsqueeze(0).expand(members, -1, -1)
+        states = model.transition(states[:, :starts], acts)     # ŝ_{t+k} for every member
+        truth = next_obs[k - 1:k - 1 + starts]
+        error = (states.mean(0) - truth).square().sum(-1).mean()
+        spread = states.var(0).sum(-1).mean() if members > 1 else torch.tensor(float("nan"))
+        result[f"state_{k}"] = float(error / spread)
+    guesses = model.reward(obs, action, next_obs)              # [N, T]
+    error = (guesses.mean(0) - reward).square().mean()
+    spread = guesses.var(0).mean() if guesses.shape[0] > 1 else torch.tensor(float("nan"))
+    result["reward_1"] = float(error / spread)
+    return result

@@ -31,6 +31,10 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
 
 MODEL_USE_ALGOS = ("steve",)   # algorithms whose metrics.csv model_use column means something
+# metrics.csv's calibration columns (train.py model_calibration) and how the panel names them
+CALIBRATION = {"calib_state_1": "state, 1 step", "calib_state_H": "state, H steps",
+               "calib_reward_1": "reward, 1 step"}
+CALIBRATED = 1.25   # 1 + 1/M for the 4-member ensembles: error / variance of a calibrated ensemble
 MODEL_USE_LABEL = "model use = 1 − mean w₀"
 
 
@@ -64,6 +68,8 @@ def _metrics(run_dir: Path) -> dict[str, np.ndarray]:
         metrics = {key: np.array([float(r[key]) for r in rows]) for key in ("env_steps", "score")}
         if "model_use" in rows[0]:   # empty for DDPG / MVE (older runs logged 0)
             metrics["model_use"] = np.array([float(r["model_use"] or "nan") for r in rows])
+        for key in CALIBRATION:      # model-based runs since issue 33; empty for DDPG
+            metrics[key] = np.array([float(r.get(key) or "nan") for r in rows])
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"cannot read {path} ({str(error).splitlines()[0][:100]})") from None
     except KeyError as error:
@@ -108,12 +114,32 @@ def _seeds(n: int) -> str:
 
 
 # -- figures ---------------------------------------------------------------------------------------
+def has_calibration(metrics: dict) -> bool:
+    return any(np.isfinite(metrics[key]).any() for key in CALIBRATION)
+
+
+def _calibration_panel(ax, curves) -> None:
+    """curves: (frames, {column: values}, label prefix, colour or None) per run or group."""
+    styles = dict(zip(CALIBRATION, ("-", "--", ":")))
+    for frames, values, prefix, color in curves:
+        for key, name in CALIBRATION.items():
+            ax.plot(frames, values[key], ls=styles[key], color=color, label=f"{prefix}{name}")
+    ax.axhline(CALIBRATED, color="grey", lw=0.8,
+               label=f"calibrated 4-member ensemble ({CALIBRATED}); above: over-confident")
+    ax.set_yscale("log")
+    ax.set(xlabel="env frames", ylabel="model error² / ensemble variance",
+           title="world-model calibration (evaluation episode)")
+    ax.legend(fontsize=7)
+
+
 def figure_run(run_dir) -> plt.Figure:
-    """Return vs frames; next to it STEVE's model use (only for a STEVE run)."""
+    """Return vs frames; next to it STEVE's model use (only for a STEVE run) and the world
+    model's calibration (runs with a model that logged it)."""
     run_dir = Path(run_dir)
     config, m = _config(run_dir), _metrics(run_dir)
-    steve = shows_model_use(config)
-    fig, axes = plt.subplots(1, 2 if steve else 1, figsize=(11 if steve else 6, 4), squeeze=False)
+    steve, calibrated = shows_model_use(config), has_calibration(m)
+    panels = 1 + steve + calibrated
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels if panels > 1 else 6, 4), squeeze=False)
     axes = axes[0]
     seed = _run_meta(config).get("seed")
     label = run_label(config) + (f", seed {seed}" if seed is not None else "")
@@ -125,6 +151,8 @@ def figure_run(run_dir) -> plt.Figure:
         axes[1].plot(m["env_steps"], m["model_use"], color="tab:red", label=label)
         axes[1].set(xlabel="env frames", ylabel=MODEL_USE_LABEL, ylim=(-0.02, 1.02),
                     title="how much of the target comes from the model")
+    if calibrated:
+        _calibration_panel(axes[-1], [(m["env_steps"], m, "", "tab:purple")])
     fig.tight_layout()
     return fig
 
@@ -140,8 +168,11 @@ def figure_compare(run_dirs) -> plt.Figure:
         groups[key].append(metrics)
         model_use[key] = shows_model_use(config)
     steve = any(model_use.values())
-    fig, axes = plt.subplots(1, 2 if steve else 1, figsize=(11 if steve else 6, 4), squeeze=False)
+    calibrated = any(has_calibration(m) for runs in groups.values() for m in runs)
+    panels = 1 + steve + calibrated
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels if panels > 1 else 6, 4), squeeze=False)
     axes = axes[0]
+    calibration_curves = []
     for key, runs in sorted(groups.items()):
         # the frames every run of the group reached: no run is extended past its last evaluation
         last = min(r["env_steps"].max() for r in runs)
@@ -152,6 +183,9 @@ def figure_compare(run_dirs) -> plt.Figure:
         if model_use[key]:
             uses = np.array([np.interp(grid, r["env_steps"], r["model_use"]) for r in runs])
             axes[1].plot(grid, uses.mean(0), color=line.get_color(), label=f"{key} {_seeds(len(runs))}")
+        if calibrated and any(has_calibration(r) for r in runs):   # mean over seeds, NaN-free rows
+            means = {c: np.nanmean([np.interp(grid, r["env_steps"], r[c]) for r in runs], 0) for c in CALIBRATION}
+            calibration_curves.append((grid, means, f"{key}: ", line.get_color()))
     where = f" on {envs[0]}" if len(envs) == 1 else ""
     axes[0].set(xlabel="env frames", ylabel="greedy episode return",
                 title=f"return vs frames{where} (mean, min-max over seeds)")
@@ -160,6 +194,8 @@ def figure_compare(run_dirs) -> plt.Figure:
         axes[1].set(xlabel="env frames", ylabel=MODEL_USE_LABEL, ylim=(-0.02, 1.02),
                     title="STEVE's model use (mean over seeds)")
         axes[1].legend(fontsize=8)
+    if calibrated:
+        _calibration_panel(axes[-1], calibration_curves)
     fig.tight_layout()
     return fig
 

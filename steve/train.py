@@ -46,6 +46,7 @@ from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
                          run_id_of, save_checkpoint, versions, write_divergence, write_json_atomic)
 from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
+from steve.models import calibration  # noqa: E402
 from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
 
 SMOKE = {"frames": 1500, "eval_every": 500}
@@ -196,14 +197,32 @@ def to_env(action: np.ndarray, space) -> np.ndarray:
     return (space.low + (action + 1.0) * 0.5 * (space.high - space.low)).astype(np.float32)
 
 
-def greedy_episode(run: Run, env) -> tuple[float, int]:
+def greedy_episode(run: Run, env, record: list | None = None) -> tuple[float, int]:
+    """One greedy episode; `record` (a list) gets its transitions (s, a in [-1, 1], r, s')."""
     obs, _ = env.reset()
     total, steps, done = 0.0, 0, False
     while not done:
         action = run.value.act(torch.as_tensor(obs)).numpy()
-        obs, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
-        total, steps, done = total + reward, steps + 1, terminated or truncated
+        nxt, reward, terminated, truncated, _ = env.step(to_env(action, env.action_space))
+        if record is not None:
+            record.append((obs, action, reward, nxt))
+        obs, total, steps, done = nxt, total + reward, steps + 1, terminated or truncated
     return total, steps
+
+
+CALIBRATION_COLUMNS = ("calib_state_1", "calib_state_H", "calib_reward_1")
+
+
+def model_calibration(run: Run, transitions: list) -> dict:
+    """steve.models.calibration on an evaluation episode the model never trained on: the
+    one-step and H-step state error over ensemble variance and the reward's (H = rollout_len)."""
+    horizon = run.value.cfg.rollout_len
+    obs, action, reward, next_obs = (torch.as_tensor(np.array(column), dtype=torch.float32, device=run.device)
+                                     for column in zip(*transitions))
+    ratios = calibration(run.world.model, obs, action, reward, next_obs, horizon)
+    deepest = max(k for k in range(1, horizon + 1) if f"state_{k}" in ratios)
+    return {"calib_state_1": ratios["state_1"], "calib_state_H": ratios[f"state_{deepest}"],
+            "calib_reward_1": ratios["reward_1"]}
 
 
 # -- acting ----------------------------------------------------------------------------------------
@@ -331,7 +350,7 @@ def train(run: Run, args, out: Path, budget: dict, envs: list, eval_envs: list, 
     new = {key: not path.exists() or path.stat().st_size == 0 for key, path in paths.items()}
     files = {key: open(path, "a", newline="") for key, path in paths.items()}
     greedy_csv, metrics_csv = csv.writer(files["greedy"]), csv.DictWriter(
-        files["metrics"], ["env_steps", "test_steps", "score", "model_use", "updates", "hours", "wall_seconds"])
+        files["metrics"], METRICS_COLUMNS if new["metrics"] else csv_header(paths["metrics"]), extrasaction="ignore")
     if new["greedy"]:
         greedy_csv.writerow(["hours", "epochs", "frames", "score"])
     if new["metrics"]:
@@ -377,6 +396,17 @@ def train(run: Run, args, out: Path, budget: dict, envs: list, eval_envs: list, 
     return last
 
 
+METRICS_COLUMNS = ["env_steps", "test_steps", "score", "model_use", "updates", "hours", "wall_seconds",
+                   *CALIBRATION_COLUMNS]
+
+
+def csv_header(path: Path) -> list[str]:
+    """The columns of a metrics.csv being continued (a run started before a column existed keeps
+    its own columns)."""
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
 def crossed(before: int, now: int, every: int) -> bool:
     return now // every > before // every
 
@@ -387,8 +417,11 @@ def evaluate(run: Run, eval_envs: list, start: float, last: dict, greedy_csv, me
     scores = []
     hours = run.hours_before + (time.time() - start) / 3600
     epochs = run.value.updates // run.cfg["policy_config"]["epoch_every_n"]
+    # the first evaluator's episode, for the calibration (not in the speedrun layout, where the
+    # world model trains in its own process and this one's copy is not kept current)
+    episode = [] if run.world is not None and not run.concurrent else None
     for env in eval_envs:
-        score, steps = greedy_episode(run, env)
+        score, steps = greedy_episode(run, env, episode if env is eval_envs[0] else None)
         require_finite("the greedy episode's score", score, run.frames)
         run.test_steps += steps
         scores.append(score)
@@ -399,7 +432,9 @@ def evaluate(run: Run, eval_envs: list, start: float, last: dict, greedy_csv, me
                           "score": round(float(np.mean(scores)), 3),
                           "model_use": round(float(last["model_use"]), 4) if steve else "",
                           "updates": run.value.updates, "hours": round(hours, 5),
-                          "wall_seconds": round(hours * 3600, 1)})
+                          "wall_seconds": round(hours * 3600, 1),
+                          **({key: round(value, 4) for key, value in model_calibration(run, episode).items()}
+                             if episode else dict.fromkeys(CALIBRATION_COLUMNS, ""))})
     for f in files.values():
         f.flush()
 

@@ -41,6 +41,9 @@ def test_steve_smoke_writes_the_seed_outputs_and_the_collection_outputs(tmp_path
     assert (out / "log" / "valuerl.log").read_text() and (out / "log" / "worldmodel.log").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 1000 and summary["updates"] == 500 and 0 <= summary["model_use"] <= 1
+    with open(out / "metrics.csv", newline="") as f:   # the world model's calibration at every evaluation
+        metrics = list(csv.DictReader(f))
+    assert all(float(r[key]) > 0 for r in metrics for key in ("calib_state_1", "calib_state_H", "calib_reward_1"))
     config_run = json.loads((out / "config.json").read_text())["_run"]   # versions, command and id, as every paper's
     assert summary["status"] == "finished" and summary["run_id"] == config_run["id"]
     assert config_run["versions"]["torch"] and "steve" in config_run["command"]
@@ -71,6 +74,8 @@ def test_refuses_an_existing_experiment_and_resume_continues_the_frames(tmp_path
     assert frames == [500, 1000, 1500, 2000]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 2000 and summary["updates"] == 1500  # counters kept across the resume
+    with open(out / "metrics.csv", newline="") as f:   # DDPG has no model: calibration columns empty
+        assert all(r["calib_state_1"] == "" for r in csv.DictReader(f))
 
 
 def test_bad_input_is_one_line_with_exit_2(tmp_path):
