@@ -77,7 +77,7 @@ def explore_configs(configs, rewards, times, bottom, parents, space, search, exp
     agent outside the top quantile are pending, each bottom agent's replaced by its new config
     once chosen."""
     new_configs = list(configs)
-    ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
+    ranked = [r if r is not None and np.isfinite(r) else -np.inf for r in rewards]   # None: no episode ended
     top = set(np.argsort(ranked, kind="stable")[-len(bottom):].tolist()) if bottom else set()
     running = [i for i in range(len(configs)) if i not in top]
     for agent_index, parent_index in zip(bottom, parents):

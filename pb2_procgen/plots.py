@@ -34,7 +34,7 @@ def per_round(rows: list[dict], column: str):
     rounds = defaultdict(list)
     steps = {}
     for row in rows:
-        rounds[int(row["round"])].append(float(row[column]))
+        rounds[int(row["round"])].append(float(row[column] or "nan"))   # empty: no episode ended
         steps[int(row["round"])] = float(row["env_steps"])
     order = sorted(rounds)
     return ([steps[r] for r in order], [np.nanmax(rounds[r]) for r in order],

@@ -434,7 +434,8 @@ class PPOAgent:
         # NaN weights still play (softmax of NaN logits picks action 0), so look at them
         diverged = not all(math.isfinite(v) for v in mean_losses.values()) or \
             not all(bool(torch.isfinite(p).all()) for p in self.net.parameters())
-        return {"steps": steps, "train_return": float(np.mean(recent)) if recent else math.nan,
+        # no episode ended in the segment: no return to report (None, never ranked; not NaN)
+        return {"steps": steps, "train_return": float(np.mean(recent)) if recent else None,
                 "episodes": episodes, "diverged": diverged, **mean_losses}
 
     @torch.no_grad()

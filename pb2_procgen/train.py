@@ -90,6 +90,21 @@ RANGES = {
 FLAG_KEYS = ("env", "search", "cat_exp", "seed", "batchsize", "max_budget", "t_ready")
 
 
+
+def select_round(rewards, rng, quantile: float) -> tuple[list[int], list[int]]:
+    """pbt.truncation_selection over the agents that have a return. An agent with none (None: no
+    episode ended in its segment) is never ranked: neither replaced nor copied this round. A
+    diverged agent (-inf, or any non-finite return) ranks last."""
+    rankable = [i for i, r in enumerate(rewards) if r is not None]
+    ranked = [rewards[i] if np.isfinite(rewards[i]) else -np.inf for i in rankable]
+    bottom, parents = pbt.truncation_selection(ranked, rng, quantile)
+    return [rankable[i] for i in bottom], [rankable[i] for i in parents]
+
+
+def is_number(value) -> bool:
+    """A return to compare: not None (no episode ended) and finite."""
+    return value is not None and bool(np.isfinite(value))
+
 def parse_args(argv):
     parser = ArgumentParser(prog="pb2_procgen/train.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,8 +255,7 @@ def run_population(config, run, state, space, pool) -> dict:
             round_index = state["round"]
             if round_index > 0 and config["search"] != "random":  # exploit and explore on the last round's ranking
                 rewards = state["previous_rewards"]
-                ranked = [r if np.isfinite(r) else -np.inf for r in rewards]
-                bottom, parents = pbt.truncation_selection(ranked, rng, config["quantile"])
+                bottom, parents = select_round(rewards, rng, config["quantile"])
                 state["configs"] = pbt.explore_round(agents, state["configs"], rewards, bottom,
                                                      parents, space, config["search"], explorer, rng)
                 for agent_index, parent_index in zip(bottom, parents):
@@ -271,7 +285,7 @@ def run_population(config, run, state, space, pool) -> dict:
                 state["test_steps"] += agent.last_test_steps if tested else 0
             for i, (agent, result) in enumerate(zip(agents, results)):  # PB2's data: one row each
                 before = state["previous_rewards"][i]
-                if before is not None and np.isfinite(rewards[i]) and np.isfinite(before):
+                if is_number(before) and is_number(rewards[i]):
                     explorer.observe(agent.agent_steps - result["steps"], before, rewards[i],  # the
                                      result["steps"], state["configs"][i])  # interval's start (t, R)
             wall = wall_before + time.time() - start
@@ -290,12 +304,12 @@ def run_population(config, run, state, space, pool) -> dict:
     finally:
         bar.close()
     finals = state["final_tests"]
-    if not np.any(np.isfinite(finals)):  # no test episodes: judge by the training return
+    if not any(is_number(value) for value in finals):  # no test episodes: judge by the training return
         finals = state["previous_rewards"]
-    finite = [value for value in finals if np.isfinite(value)]
+    finite = [value for value in finals if is_number(value)]
     if not finite:
         raise Diverged("no agent ends with a finite return", state["env_steps"])
-    best = int(np.argmax([value if np.isfinite(value) else -np.inf for value in finals]))
+    best = int(np.argmax([value if is_number(value) else -np.inf for value in finals]))
     return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
             "final_return": finals[best], "best_return": finals[best],
             "mean_final_return": float(np.mean(finite)), "wall_seconds": round(state["wall_seconds"], 2),
@@ -305,7 +319,7 @@ def run_population(config, run, state, space, pool) -> dict:
 
 def summary_so_far(state: dict) -> dict:
     """What a run had reached when it stopped (for a diverged run's summary.json)."""
-    finite = [value for value in state.get("final_tests", []) if np.isfinite(value)]
+    finite = [value for value in state.get("final_tests", []) if is_number(value)]
     return {"env_steps": state["env_steps"], "test_steps": state["test_steps"],
             "final_return": max(finite) if finite else None,
             "best_return": max(finite) if finite else None,

@@ -265,3 +265,45 @@ def test_methods_plot_groups_runs_by_method_with_mean_and_spread(tmp_path):
     assert len(lines) == 4 and lines[2].startswith("| PB2-Rand | 2 |") and lines[3].startswith("| random search | 2 |")
     finals = [json.loads((run / "summary.json").read_text())["final_return"] for run in runs[2:]]
     assert lines[3].split(" | ")[2].startswith(f"{np.mean(finals):.1f} ± ")   # the final test Q, mean over seeds
+
+
+def test_an_agent_without_a_return_is_never_ranked():
+    """None (no episode ended in the segment) is neither replaced nor copied; -inf ranks last;
+    with every agent ranked the selection is truncation_selection's, draw for draw."""
+    from pb2_procgen.train import select_round
+    rewards = [0.5, None, -np.inf, 2.0, 1.0, None, 3.0, 0.1]
+    for seed in range(20):
+        bottom, parents = select_round(rewards, np.random.default_rng(seed), 0.25)
+        assert 1 not in bottom + parents and 5 not in bottom + parents
+        assert bottom[0] == 2 and len(bottom) == 1 and parents[0] == 6   # 6 agents ranked: one each
+    numbers = [0.5, 1.5, -np.inf, 2.0, 1.0, 0.2, 3.0, 0.1]
+    assert select_round(numbers, np.random.default_rng(3), 0.25) == \
+        pbt.truncation_selection(numbers, np.random.default_rng(3), 0.25)
+
+
+def test_a_segment_without_an_ended_episode_logs_no_return(tmp_path, monkeypatch):
+    """A whole run where one agent's first segment ends no episode: its train_return is empty in
+    metrics.csv, the run finishes, and the agent is not replaced in the next round."""
+    original = ToyAgent.train_segment
+
+    def no_episode_for_agent_0(self, min_steps, seed=0):
+        result = original(self, min_steps, seed)
+        if self.agent_steps == min_steps and getattr(self, "_first", False):
+            result["train_return"], result["episodes"] = None, 0
+        return result
+
+    first_init = ToyAgent.__init__
+
+    def remember(self, hyperparameters, seed=0):
+        first_init(self, hyperparameters, seed)
+        self._first = seed == 0
+
+    monkeypatch.setattr(ToyAgent, "__init__", remember)
+    monkeypatch.setattr(ToyAgent, "train_segment", no_episode_for_agent_0)
+    train_main(["--env", "toy", "--seed", "0", "--batchsize", "4", "--no-plots",
+                "--out-dir", str(tmp_path / "run")])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and np.isfinite(summary["best_return"])
+    logged = rows(tmp_path / "run" / "metrics.csv")
+    assert [r["train_return"] for r in logged if r["round"] == "0"][0] == ""
+    assert all(r["train_return"] not in ("", "nan") for r in logged if r["round"] != "0")

@@ -309,3 +309,11 @@ def test_population_with_drac_runs_on_cuda(tmp_path):
                 "--no-plots", "--out-dir", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] >= 2 and math.isfinite(summary["best_return"])
+
+
+def test_a_procgen_segment_in_which_no_episode_ends_has_no_return():
+    """bigfish, 4 envs x 32 steps, segment seed 1: no episode ends, so there is no return to
+    report (None, never NaN: the run never ranks or compares on it)."""
+    agent = PPOAgent("bigfish", {}, dict(num_envs=4, num_steps=32, minibatches=2, epochs=1), seed=0)
+    result = agent.train_segment(1, seed=1)
+    assert result["episodes"] == 0 and result["train_return"] is None and result["steps"] == 128
