@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from functools import partial
@@ -412,12 +413,29 @@ def preflight(cfg: dict) -> None:
             make_env(env_name, 1, 0)
 
 
+SECTIONS = ("env", "agent", "agent_optimizer", "agent_optim", "meta_optimizer", "meta_optim")
+
+
+def check_sections(cfg: dict, config_file) -> None:
+    """Each section (env, agent, the optimizers) is a mapping of its keys; a file that gives a
+    section as a plain choice (`"env": ["catch"]`) is one line, not a traceback later."""
+    if not isinstance(cfg.get("agent"), dict) or "name" not in cfg["agent"]:
+        raise UsageError(f"config file {config_file}: 'agent' must be a list of sections such as "
+                         f'[{{"name": ["A2C"], ...}}], got {json.dumps(cfg.get("agent"))[:60]}')
+    for key in SECTIONS:
+        if key in cfg and not isinstance(cfg[key], dict):
+            raise UsageError(f"config file {config_file}: '{key}' must be a list of sections such as "
+                             f'[{{"name": [...], ...}}], got the choice {json.dumps(cfg[key])[:60]}')
+
+
 def main(argv=None, prog: str = "optim4rl/main.py") -> None:
     args = parse_args(argv, prog)
     device = resolve_device(args.device)
     sweeper = Sweeper(find_config(args.config_file))
     config_idx = config_index(sweeper, args.config_idx)
-    cfg = apply_flags(sweeper.generate_config_for_idx(config_idx), args)
+    cfg = sweeper.generate_config_for_idx(config_idx)
+    check_sections(cfg, sweeper.config_file)
+    cfg = apply_flags(cfg, args)
     preflight(cfg)
     if cfg["agent"]["name"] in ("PPO", "RNNIdentity"):
         if device.type != "cpu" and args.device != "auto":

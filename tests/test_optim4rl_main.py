@@ -68,7 +68,8 @@ def test_a2c_run_writes_the_seed_and_collection_outputs(tmp_path):
     assert (folder / "result_catch.csv").exists()
 
 
-@pytest.mark.parametrize("case", ["budget", "param_load_path", "optimizer", "agent", "file"])
+@pytest.mark.parametrize("case", ["budget", "param_load_path", "optimizer", "agent", "file", "env_choice",
+                                  "agent_choice"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     config, idx = str(CONFIGS / "catch_lopt.json"), 1   # index 1 needs logs/catch_meta/1/param.pt
     extra = ["--set", "env.train_steps=-5"] if case == "budget" else []
@@ -81,12 +82,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
         config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c["agent"][0].update(name=["DQN"]))
     elif case == "file":
         config = str(tmp_path / "missing.json")
+    elif case == "env_choice":   # a section given as a plain choice
+        config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c.update(env=["catch"]))
+    elif case == "agent_choice":
+        config = write_config(tmp_path / "bad.json", "catch_a2c.json", lambda c: c.update(agent=["A2C"]))
     done = refused("--config_file", config, "--config_idx", str(idx), "--logs-root", str(tmp_path / "logs"), *extra)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "logs").exists()          # a failed start leaves nothing behind
     expected = {"budget": "env.train_steps", "param_load_path": "param_load_path", "optimizer": "AdamW",
-                "agent": "DQN", "file": "not found"}[case]
+                "agent": "DQN", "file": "not found", "env_choice": "'env' must be a list of sections",
+                "agent_choice": "'agent' must be a list of sections"}[case]
     assert expected in done.stderr
 
 
