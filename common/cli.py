@@ -108,9 +108,21 @@ def interrupted_line(name: str, signal_name: str) -> str:
     folders = [str(path) for path in runs._LOCKS]
     if not folders:
         return f"{name}: interrupted ({signal_name}) before a run folder was written"
+    if not any(has_checkpoint(folder) for folder in folders):
+        return (f"{name}: interrupted ({signal_name}); {', '.join(folders)} holds no checkpoint yet, "
+                f"so there is nothing to resume: delete it (or choose another --out-dir) and start again")
     return (f"{name}: interrupted ({signal_name}); {', '.join(folders)} keeps the last checkpoint "
             f"and the rows logged before it: run the same command with --resume --out-dir "
             f"{folders[0]} to continue")
+
+
+# where each paper keeps the checkpoint --resume reads (common.runs.RunDir, steve, optim4rl)
+CHECKPOINT_FILES = ("checkpoints/latest.pt", "checkpoints/backup.pt", "checkpoint.pt")
+
+
+def has_checkpoint(folder) -> bool:
+    from pathlib import Path
+    return any((Path(folder) / name).is_file() for name in CHECKPOINT_FILES)
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,

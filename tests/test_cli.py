@@ -126,3 +126,23 @@ def test_sigterm_is_one_line_naming_the_folder_and_resume(tmp_path):
     assert "Traceback" not in err, err[-3000:]
     last = [line for line in err.replace("\r", "\n").splitlines() if line.strip()][-1]
     assert "interrupted (SIGTERM)" in last and f"--resume --out-dir {out}" in last, last
+
+
+def test_an_interrupted_run_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    """Stopped before its first checkpoint: the line must not promise --resume."""
+    from common import cli, runs
+    folder = tmp_path / "run"
+    folder.mkdir()
+    runs.lock_run_dir(folder)
+    try:
+        line = cli.interrupted_line("train.py", "ctrl-C")
+        assert "holds no checkpoint yet" in line and "--resume" not in line, line
+        for name in cli.CHECKPOINT_FILES:   # each paper's checkpoint: resumable
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            line = cli.interrupted_line("train.py", "ctrl-C")
+            assert f"--resume --out-dir {folder}" in line, (name, line)
+            path.unlink()
+    finally:
+        runs.unlock_run_dir(folder)
