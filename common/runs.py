@@ -55,16 +55,24 @@ class RunDir:
     """One run's folder. `RunDir(path)` starts a new run; `RunDir(path, resume=True)` reopens one
     that has a checkpoint."""
 
-    def __init__(self, path: str | Path, resume: bool = False):
+    def __init__(self, path: str | Path, resume: bool = False, config: Mapping[str, Any] | None = None):
+        """`config`: the new run's resolved config. With it, a folder that holds only an earlier
+        start of this same config, stopped before its first checkpoint, is started afresh
+        (`restartable`) instead of refused."""
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.resume = resume
-        check_out_dir(self.path, resume)
+        check_out_dir(self.path, resume, config)
+        restart = not resume and config is not None and restartable(self.path, config)
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"cannot create run folder {self.path}: {error.strerror}") from None
-        lock_run_dir(self.path)
+        lock_run_dir(self.path)   # before clearing: a live run's folder is refused here
+        if restart:   # the earlier start's files, and half-written temporary files
+            for entry in [*self.path.iterdir(), *self.checkpoints.iterdir()]:
+                if entry.name in RESTARTABLE_FILES or _temporary(entry):
+                    entry.unlink()
 
     # -- config and summary ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -304,16 +312,51 @@ def load_checkpoint(path: str | Path, map_location="cpu", weights_only: bool = F
                          f"in another --out-dir") from None
 
 
-def check_out_dir(path: str | Path, resume: bool = False) -> None:
+# what a run writes before its first checkpoint (RunDir users: config, logs; checkpoints/ holds
+# at most a temporary file being written)
+RESTARTABLE_FILES = ("config.json", "metrics.csv", "population.csv")
+
+
+def restartable(path: str | Path, config: Mapping[str, Any]) -> bool:
+    """Whether `path` holds only an earlier start of this same `config` (config.json equal but
+    for `_run`) that was stopped before its first checkpoint: nothing to resume, nothing to lose."""
+    path = Path(path)
+    checkpoints = path / "checkpoints"
+    if not (path / "config.json").is_file() or (checkpoints / CHECKPOINT).exists():
+        return False
+    if any(entry.name not in RESTARTABLE_FILES + ("checkpoints",) and not _temporary(entry)
+           for entry in path.iterdir()):
+        return False
+    if checkpoints.exists() and (not checkpoints.is_dir() or
+                                 not all(_temporary(entry) for entry in checkpoints.iterdir())):
+        return False
+    try:
+        saved = json.loads((path / "config.json").read_text())
+        saved.pop(RUN_META_KEY, None)
+        return saved == json.loads(json.dumps(dict(config)))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _temporary(entry: Path) -> bool:
+    """A half-written file of an atomic write (`.NAME.tmp`, `.NAME.tmp-PID`)."""
+    return entry.is_file() and entry.name.startswith(".") and ".tmp" in entry.name
+
+
+def check_out_dir(path: str | Path, resume: bool = False, config: Mapping[str, Any] | None = None) -> None:
     """Everything about a run folder that can fail, checked before anything is written: a new
-    run needs an empty or absent folder in a writable place; --resume needs a checkpoint."""
+    run needs an empty or absent folder in a writable place (or, given its `config`, one that
+    holds only an earlier start of the same config stopped before its first checkpoint);
+    --resume needs a checkpoint."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"run folder {path} exists and is not a folder")
     if resume:
         if not (path / "checkpoints" / CHECKPOINT).is_file():
             raise UsageError(f"--resume: no checkpoint at {path / 'checkpoints' / CHECKPOINT}; "
-                             f"start a new run without --resume")
+                             f"start a new run without --resume (the same command starts it afresh)")
+        return
+    if path.is_dir() and config is not None and restartable(path, config):
         return
     if path.is_dir() and any(path.iterdir()):
         raise UsageError(f"run folder {path} already holds a run; pass --resume to "

@@ -355,7 +355,7 @@ def main(argv=None) -> None:
     else:
         config = build_config(args)
         out_dir = args.out_dir or default_run_dir("pb2_procgen", config["env"], config["seed"])
-        check_out_dir(out_dir)
+        check_out_dir(out_dir, config=config)   # a stuck start of this same config may restart
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
     seed_everything(config["seed"])
@@ -363,7 +363,7 @@ def main(argv=None) -> None:
     state = (restore_state(run.load_checkpoint(), config, space, device) if args.resume
              else new_state(config, space, device))
     if not args.resume:  # every check done and the agents built: only now the run folder
-        run = RunDir(out_dir)
+        run = RunDir(out_dir, config=config)
     run.write_config(config)
     with WorkerPool(args.workers, args.backend, args.ray_address) as pool:
         try:

@@ -410,7 +410,7 @@ def main(argv=None) -> None:
         require_shared_memory(buffer.shared_bytes())   # workers read the memory from /dev/shm
     if run is None:  # every check done: only now the run folder
         run = RunDir(args.out_dir or default_run_dir("searl", config["env"], config["seed"],
-                                                     root=args.expt_dir))
+                                                     root=args.expt_dir), config=config)
     run.write_config(config)
     if buffer_state is not None:
         buffer.load_state_dict(buffer_state)

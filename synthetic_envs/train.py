@@ -222,7 +222,7 @@ def main(argv=None) -> None:
     else:
         config = build_config(args)   # every check: only then the run folder
         run = RunDir(args.out_dir or default_run_dir("synthetic_envs", f"{config['kind']}_{config['env']}",
-                                                     config["seed"]))
+                                                     config["seed"]), config=config)
     run.write_config(config)
     seed_everything(config["seed"])
     torch.set_num_threads(1)

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 import time
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from common.cli import Diverged, UsageError
 from common.runs import (RunDir, check_out_dir, check_run_dir, default_run_dir, load_checkpoint,
-                         require_finite, save_checkpoint)
+                         require_finite, save_checkpoint, unlock_run_dir)
 
 
 def test_default_run_dir_layout_and_no_collisions(tmp_path):
@@ -303,3 +304,46 @@ def test_weights_only_loading_refuses_pickled_objects_in_one_line(tmp_path):
     assert load_checkpoint(tmp_path / "pickled.pt")["bounds"].shape == (2,)
     with pytest.raises(UsageError, match="pickled.pt"):
         load_checkpoint(tmp_path / "pickled.pt", weights_only=True)
+
+
+def test_a_start_stopped_before_its_first_checkpoint_restarts_with_the_same_config(tmp_path):
+    """Killed before its first checkpoint: the same config starts afresh in that folder (nothing
+    to resume, nothing to lose); another config, a checkpoint, or any other file is refused."""
+    config = {"env": "Pendulum-v1", "seed": 3, "hidden": [64, 64]}
+    folder = tmp_path / "run"
+    first = RunDir(folder, config=config)
+    first.write_config(config)
+    first.metrics().write({"env_steps": 100, "return": -5.0})
+    (folder / "checkpoints" / ".latest.pt.tmp-123").write_bytes(b"half")   # the kill mid-write
+    unlock_run_dir(folder)
+    again = RunDir(folder, config=config)
+    assert sorted(p.name for p in folder.rglob("*")) == ["checkpoints"]   # the stuck start is gone
+    again.write_config(config)
+    unlock_run_dir(folder)
+    with pytest.raises(UsageError, match="already holds a run"):
+        RunDir(folder, config={**config, "seed": 4})
+    with pytest.raises(UsageError, match="already holds a run"):
+        RunDir(folder)   # no config given: as before, refused
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already holds a run"):
+        RunDir(folder, config=config)
+    (folder / "notes.txt").unlink()
+    (folder / "checkpoints" / "latest.pt").write_bytes(b"x")
+    with pytest.raises(UsageError, match="already holds a run"):
+        RunDir(folder, config=config)
+    assert (folder / "config.json").is_file()
+
+
+def test_a_live_start_before_its_first_checkpoint_is_never_cleared(tmp_path):
+    config = {"seed": 1}
+    folder = tmp_path / "run"
+    live = RunDir(folder, config=config)   # this process holds the lock: stands for a live run
+    live.write_config(config)
+    live.metrics().write({"env_steps": 1})
+    code = ("from common.runs import RunDir; from common.cli import run_main\n"
+            f"run_main(lambda argv: RunDir({str(folder)!r}, config={config!r}), prog='t')")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert other.returncode == 2 and "in use by another process" in other.stderr, other.stderr
+    assert (folder / "metrics.csv").read_text().count("\n") == 2
+    unlock_run_dir(folder)

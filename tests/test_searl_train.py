@@ -209,3 +209,23 @@ def test_a_diverged_individual_is_not_played_and_has_the_worst_fitness():
         assert [e.steps for e in evaluations] == [200 * 2, 0, 200 * 2] and len(buffer) == 800
     elite, _, _ = algorithm.tournament_selection(population, 3, np.random.default_rng(0), 3)
     assert elite is not population[1]
+
+
+def test_a_start_killed_before_its_first_checkpoint_restarts_with_the_same_command(tmp_path):
+    """A folder holding only the config.json and metrics rows of an earlier start of the same
+    command (killed before its first checkpoint): the command starts afresh there; --resume says
+    why it cannot, and another config is refused."""
+    import shutil
+    done, stuck = tmp_path / "done", tmp_path / "stuck"
+    args = ["--smoke", "--no-plots", "--set", "population=2", "--total-steps", "800"]
+    assert train(*args, "--out-dir", str(done)).returncode == 0
+    (stuck / "checkpoints").mkdir(parents=True)
+    for name in ("config.json", "metrics.csv"):
+        shutil.copy(done / name, stuck / name)
+    resumed = refused("--resume", "--out-dir", str(stuck))
+    assert resumed.returncode == 2 and "the same command starts it afresh" in resumed.stderr
+    other = refused(*args, "--seed", "5", "--out-dir", str(stuck))
+    assert other.returncode == 2 and "already holds a run" in other.stderr
+    again = train(*args, "--out-dir", str(stuck))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert without_wall_time(rows(stuck / "metrics.csv")) == without_wall_time(rows(done / "metrics.csv"))
