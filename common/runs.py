@@ -12,6 +12,7 @@ creating its RunDir, so a failed start leaves nothing behind.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -112,10 +113,31 @@ class RunDir:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, state: Any, name: str = CHECKPOINT) -> Path:
+        """Atomically; a dict state also records config.json's hash, so that --resume can tell
+        whether the config was edited since (load_checkpoint)."""
+        if isinstance(state, dict) and (self.path / "config.json").is_file():
+            state = {**state, CONFIG_HASH_KEY: _file_hash(self.path / "config.json")}
         return save_checkpoint(state, self.checkpoints / name)
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
-        return load_checkpoint(self.checkpoints / name, map_location)
+        """The state save_checkpoint wrote; an edited config.json since then is one line (the
+        run would otherwise continue under a config that no longer describes it)."""
+        state = load_checkpoint(self.checkpoints / name, map_location)
+        if isinstance(state, dict) and CONFIG_HASH_KEY in state:
+            saved = state.pop(CONFIG_HASH_KEY)
+            config = self.path / "config.json"
+            if not config.is_file() or _file_hash(config) != saved:
+                raise UsageError(f"--resume: {config} was changed or removed since the checkpoint; "
+                                 f"restore it (a run continues under the config it started with), "
+                                 f"or start a new run in another --out-dir")
+        return state
+
+
+CONFIG_HASH_KEY = "_config_sha256"   # in a RunDir checkpoint: config.json's hash at that time
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 _LOCKS: dict[Path, int] = {}

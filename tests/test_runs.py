@@ -347,3 +347,20 @@ def test_a_live_start_before_its_first_checkpoint_is_never_cleared(tmp_path):
     assert other.returncode == 2 and "in use by another process" in other.stderr, other.stderr
     assert (folder / "metrics.csv").read_text().count("\n") == 2
     unlock_run_dir(folder)
+
+
+def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"sigma": 0.1})
+    run.save_checkpoint({"step": 3})
+    unlock_run_dir(run.path)
+    assert RunDir(run.path, resume=True).load_checkpoint() == {"step": 3}   # the hash is not in the state
+    unlock_run_dir(run.path)
+    text = (run.path / "config.json").read_text()
+    (run.path / "config.json").write_text(text.replace("0.1", "0.5"))
+    with pytest.raises(UsageError, match="config.json was changed or removed since the checkpoint"):
+        RunDir(run.path, resume=True).load_checkpoint()
+    unlock_run_dir(run.path)
+    (run.path / "config.json").unlink()
+    with pytest.raises(UsageError, match="changed or removed"):
+        RunDir(run.path, resume=True).load_checkpoint()
