@@ -12,10 +12,10 @@ The data:
   generation / test point, population.csv every individual of every generation;
 - results/mutation_drift.json: `python bench/searl_mutation_drift.py` (each mutation's change of
   an individual's actions and Q values, per seed);
-- ../bench/results/searl_population_speed.json: `python bench/searl_population_speed.py`.
-
-The HalfCheetah 2M-frame runs' data were lost with their machine (README says so); their two
-figures are listed in UNBACKED_FIGURES.
+- results/small_runs/{searl,td3}_hc_2m_s0: the paper's HalfCheetah experiment (the SEARL run
+  copied with `--partial` while unfinished: no summary.json, its metrics.csv ends where it stopped);
+- ../bench/results/searl_population_speed.json: `python bench/searl_population_speed.py`;
+- ../bench/results/searl_generation_speed.json: `python bench/searl_generation_speed.py`.
 """
 from __future__ import annotations
 
@@ -32,16 +32,11 @@ from common.results import main, markdown_table, read_csv, read_json  # noqa: E4
 RESULTS = HERE / "results"
 RUNS = RESULTS / "small_runs"
 SPEED = HERE.parent / "bench" / "results" / "searl_population_speed.json"
+GENERATION_SPEED = HERE.parent / "bench" / "results" / "searl_generation_speed.json"
+HC2M_SEARL, HC2M_TD3 = RUNS / "searl_hc_2m_s0", RUNS / "td3_hc_2m_s0"
 DRIFT = RESULTS / "mutation_drift.json"
 
-UNBACKED_FIGURES = {
-    "halfcheetah_2m_in_progress.png":
-        "the HalfCheetah 2M-frame SEARL and TD3 runs' data were lost with their machine "
-        "(issue 32 re-runs them); drawn at 500k frames, before the table's last row (510k)",
-    "halfcheetah_2m_population_in_progress.png":
-        "the HalfCheetah 2M-frame SEARL run's population.csv was lost with its machine "
-        "(issue 32 re-runs it); generations 0-49",
-}
+UNBACKED_FIGURES: dict[str, str] = {}
 
 SEARL = "--config_file searl/configs/searl_td3.yaml"
 TD3 = "--config_file searl/configs/td3.yaml"
@@ -249,6 +244,93 @@ def speed_sentence() -> str:
             f"group would be at most {s['speedup_limit']:.2f}× faster here.")
 
 
+def _last_at(rows: list[dict], frames: int) -> dict | None:
+    """The last row logged at or before `frames` env steps."""
+    before = [r for r in rows if int(r["env_steps"]) <= frames]
+    return before[-1] if before else None
+
+
+def hc2m_table() -> str:
+    searl, td3 = read_csv(HC2M_SEARL / "metrics.csv"), read_csv(HC2M_TD3 / "metrics.csv")
+    searl_end, td3_end = int(searl[-1]["env_steps"]), int(td3[-1]["env_steps"])
+    step = 50_000 if searl_end <= 500_000 else 100_000
+    marks = sorted({10_000, *range(step, searl_end + 1, step), searl_end})
+    rows = []
+    for frames in marks:
+        s, t = _last_at(searl, frames), _last_at(td3, frames)
+        rows.append([f"{frames:,}", f"{float(s['elite_test_return']):.0f} ({s['generation']})",
+                     f"{float(s['wall_seconds']) / 60:.0f} min", f"{float(t['test_return']):.0f}",
+                     f"{float(t['wall_seconds']) / 60:.0f} min"])
+    for frames in sorted({1_000_000, 1_500_000, td3_end} - set(marks)):
+        t = _last_at(td3, frames)
+        if frames > searl_end and t is not None:
+            rows.append([f"TD3: {frames:,}", "", "", f"{float(t['test_return']):.0f}",
+                         f"{float(t['wall_seconds']) / 60:.0f} min"])
+    return markdown_table(["frames", "SEARL elite test return (generation)", "SEARL wall",
+                           "single-agent TD3 test return", "TD3 wall"], rows)
+
+
+def hc2m_sentence() -> str:
+    searl, td3 = read_csv(HC2M_SEARL / "metrics.csv"), read_json(HC2M_TD3 / "summary.json")
+    last, elite = searl[-1], [float(r["elite_test_return"]) for r in searl]
+    td3_rows = read_csv(HC2M_TD3 / "metrics.csv")
+    at_same = _last_at(td3_rows, int(last["env_steps"]))
+    finished = (HC2M_SEARL / "summary.json").is_file()
+    searl_part = (f"SEARL reached {int(last['env_steps']):,} frames" if not finished
+                  else f"SEARL finished its {int(last['env_steps']):,} frames")
+    return (f"Single-agent TD3 finished its {td3['env_steps']:,} frames: final test return "
+            f"{td3['final_return']:.0f}, best {td3['best_return']:.0f}, "
+            f"{td3['wall_seconds'] / 3600:.1f} h of wall time. {searl_part} (generation "
+            f"{last['generation']}) in {float(last['wall_seconds']) / 3600:.1f} h: elite test return "
+            f"{elite[-1]:.0f} at the last generation, best {max(elite):.0f}; single-agent TD3 at the same "
+            f"frames: {float(at_same['test_return']):.0f}.")
+
+
+def generation_speed_table() -> str:
+    data = read_json(GENERATION_SPEED)
+    labels = {"initial": "generation 1: [128], relu",
+              "grown": "grown: tanh, 2-3 layers of 256-400 units (seeded fixture)"}
+    paths = {"before": "before (1 process, torch's tanh / elu)",
+             "default": "`--workers 2 --backend process`",
+             "compile": "`--workers 2 --backend process --compile`"}
+    rows = []
+    for population, result in data["generations"].items():
+        for path, r in result["runs"].items():
+            rows.append([labels[population], paths[path], f"{r['train_s']:.1f}",
+                         f"{r['eval_s'] + r['test_s']:.1f}", f"**{r['generation_s']:.1f}**",
+                         f"{result['speedup'][path]:.2f}×", f"{r['warm_up_s']:.0f}"])
+    return markdown_table(["population (10 individuals)", "path", "train s (5 000 updates each)",
+                           "evaluate + test s", "s per generation", "vs before",
+                           "first call s (start-up, compiling)"], rows)
+
+
+def generation_speed_sentence() -> str:
+    data = read_json(GENERATION_SPEED)
+    grown = data["generations"]["grown"]["generation_s"]["default"]
+    kernels = ", ".join(f"{name} {k['torch_us']:.0f} / {k['used_us']:.0f} µs"
+                        for name, k in data["kernels"].items())
+    met = "met" if data["target_met"] else "not met"
+    return (f"{data['machine']['date']}, {data['machine']['cpu']}, {data['machine']['cores']} cores "
+            f"(`bench/results/searl_generation_speed.json`; training timed over {data['timed_updates']} "
+            f"updates per individual and scaled to {data['generation_updates']:,}). **The issue's target, "
+            f"≤ {data['target_grown_generation_s']:.0f} s per generation for the grown population, is {met} "
+            f"here: {grown:.1f} s.** Activation kernels on this machine, torch's / the ones used "
+            f"(common/activations.py), one thread, (10, 100, 400) float32: {kernels}.")
+
+
+def grown_profile_sentence() -> str:
+    run = read_json(GENERATION_SPEED)
+    data = {**run["grown_profile"], "machine": run["machine"]}
+    share = {op["op"]: op["share"] for op in data["top_ops"]}
+    matmul = share.get("aten::baddbmm", 0) + share.get("aten::bmm", 0)
+    named = ", ".join(f"`{op['op']}` {100 * op['share']:.0f}%" for op in data["top_ops"][:8])
+    return (f"torch.profiler over {data['updates']} updates ({data['machine']['date']}, one process, "
+            f"`grown_profile` in `bench/results/searl_generation_speed.json`): "
+            f"{data['ms_per_update_step']:.0f} ms of CPU per update of the whole grown population "
+            f"(groups of {' and '.join(map(str, data['groups']))}); the matrix products take "
+            f"{100 * matmul:.0f}% of it; by self CPU time: {named}.")
+
+
 def drift_table() -> str:
     data = read_json(DRIFT)
     by_name: dict[str, dict[bool, dict]] = {}
@@ -283,6 +365,11 @@ def tables() -> dict[str, str]:
         "small-runs-issue-check": issue_check_sentence(),
         "small-runs-vs-td3": vs_td3_sentence(),
         "mutant-ranks": mutant_rank_sentence(),
+        "hc-2m": hc2m_table(),
+        "hc-2m-summary": hc2m_sentence(),
+        "generation-speed": generation_speed_table(),
+        "generation-speed-summary": generation_speed_sentence(),
+        "grown-profile": grown_profile_sentence(),
         "population-speed": speed_table(),
         "population-speed-limit": speed_sentence(),
         "mutation-drift": drift_table(),
@@ -303,6 +390,9 @@ def figures(out_dir: Path) -> list[Path]:
         td3 = [r["path"] for r in runs(td3_pattern) if r["seed"] == seed]
         if searl:
             made.append(plot_learning_curve(searl[0]["path"], td3, out_dir / name))
+    if (HC2M_SEARL / "metrics.csv").is_file():
+        made.append(plot_learning_curve(HC2M_SEARL, [HC2M_TD3], out_dir / "halfcheetah_2m.png"))
+        made.append(plot_population(HC2M_SEARL, out_dir / "halfcheetah_2m_population.png"))
     hc0 = [r for r in runs(GROUPS[2][0]) if r["seed"] == 0]
     if hc0:
         made.append(plot_population(hc0[0]["path"], out_dir / "halfcheetah_population.png"))

@@ -105,20 +105,24 @@ def test_searl_population_speed_runs_both_sides_and_writes_its_results(tmp_path)
 @pytest.mark.slow
 def test_searl_generation_timing_and_profile_children(tmp_path):
     """One generation child (the README's 2-worker path) and the grown-population profile, tiny budgets."""
-    proc = run_script("searl_population_speed", "--child", "generation", "--path", "default",
+    proc = run_script("searl_generation_speed", "--child", "generation", "--path", "default",
                       "--gen-updates", "4", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["workers"] == 2 and result["eval_frames"] >= 10 * 1000   # whole 1000-step episodes
     assert result["generation_s"] == result["train_s"] + result["eval_s"] + result["test_s"]
     assert result["train_s"] > result["long_call_s"] > 0
-    proc = run_script("searl_population_speed", "--profile-grown", "--gen-updates", "2",
-                      "--results-dir", str(tmp_path), timeout=600)
+    proc = run_script("searl_generation_speed", "--child", "profile", "--profile-updates", "2", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    profile = json.loads((tmp_path / "searl_grown_profile.json").read_text())
+    profile = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sum(profile["groups"]) == 10 and all(2 <= len(h) <= 3 for h in profile["hidden"])
     assert all(256 <= w <= 400 for h in profile["hidden"] for w in h)
     assert 0.5 < sum(op["share"] for op in profile["top_ops"]) <= 1.0 + 1e-9
+
+
+def test_searl_generation_speed_refuses_bad_input_in_one_line():
+    proc = run_in_process("searl_generation_speed", "--gen-updates", "0")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_searl_population_speed_refuses_bad_input_in_one_line():

@@ -17,8 +17,7 @@ PAPERS = ["searl", "pb2_procgen", "synthetic_envs", "steve", "optim4rl"]
 # says so above the table. Only these may stand outside a generated block, and each names the
 # issue whose re-run replaces it.
 UNBACKED = {
-    "searl": {"hc-2m": "the 2M-frame HalfCheetah runs (stopped at 510k); issue 32 re-runs them",
-              "hc-2m-projection": "per-generation times of that lost run; issue 32"},
+    "searl": {},
     "steve": {"hc-30k": "the 30k-frame HalfCheetah DDPG vs STEVE runs; issue 33 re-runs the comparison",
               "hc-200k-final": "the 200k-frame HalfCheetah runs, 3 seeds x 3 methods; issue 33",
               "hc-200k-curve": "the same runs' learning-curve checkpoints; issue 33"},
