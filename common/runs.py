@@ -344,7 +344,7 @@ def restartable(path: str | Path, config: Mapping[str, Any]) -> bool:
     for `_run`) that was stopped before its first checkpoint: nothing to resume, nothing to lose."""
     path = Path(path)
     checkpoints = path / "checkpoints"
-    if not (path / "config.json").is_file() or (checkpoints / CHECKPOINT).exists():
+    if not path.is_dir() or (checkpoints / CHECKPOINT).exists():
         return False
     if any(entry.name not in RESTARTABLE_FILES + ("checkpoints",) and not _temporary(entry)
            for entry in path.iterdir()):
@@ -352,6 +352,8 @@ def restartable(path: str | Path, config: Mapping[str, Any]) -> bool:
     if checkpoints.exists() and (not checkpoints.is_dir() or
                                  not all(_temporary(entry) for entry in checkpoints.iterdir())):
         return False
+    if not (path / "config.json").is_file():   # killed before config.json: only logs could be there
+        return not any((path / name).exists() for name in RESTARTABLE_FILES)
     try:
         saved = json.loads((path / "config.json").read_text())
         saved.pop(RUN_META_KEY, None)

@@ -334,6 +334,14 @@ def test_a_start_stopped_before_its_first_checkpoint_restarts_with_the_same_conf
     assert (folder / "config.json").is_file()
 
 
+def test_a_start_killed_before_its_config_json_leaves_a_folder_any_run_may_use(tmp_path):
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)   # RunDir made it, then the kill
+    RunDir(folder, config={"seed": 1}).write_config({"seed": 1})
+    unlock_run_dir(folder)
+    assert (folder / "config.json").is_file()
+
+
 def test_a_live_start_before_its_first_checkpoint_is_never_cleared(tmp_path):
     config = {"seed": 1}
     folder = tmp_path / "run"
