@@ -275,9 +275,9 @@ def calibration(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rewa
     (1.25 for 4 members); above that the ensemble is over-confident, so STEVE's inverse-variance
     weights over-trust the model. Uses no random numbers: training is unchanged by it."""
     members, length = model.members, obs.shape[0]
-    result: dict[str, float] = {}
+    result: dict[str, float] = {}   # a one-member ensemble has no spread: its keys are left out
     states = obs.unsqueeze(0).expand(members, -1, -1)          # [M, T, S]: starts at every s_t
-    for k in range(1, horizon + 1):
+    for k in range(1, horizon + 1 if members > 1 else 1):
         starts = length - k + 1                                # s_t with k real steps after it
         if starts < 1:
             break
@@ -285,10 +285,9 @@ def calibration(model: WorldModel, obs: torch.Tensor, action: torch.Tensor, rewa
         states = model.transition(states[:, :starts], acts)     # ŝ_{t+k} for every member
         truth = next_obs[k - 1:k - 1 + starts]
         error = (states.mean(0) - truth).square().sum(-1).mean()
-        spread = states.var(0).sum(-1).mean() if members > 1 else torch.tensor(float("nan"))
-        result[f"state_{k}"] = float(error / spread)
-    guesses = model.reward(obs, action, next_obs)              # [N, T]
-    error = (guesses.mean(0) - reward).square().mean()
-    spread = guesses.var(0).mean() if guesses.shape[0] > 1 else torch.tensor(float("nan"))
-    result["reward_1"] = float(error / spread)
+        result[f"state_{k}"] = float(error / states.var(0).sum(-1).mean())
+    if model.reward_members > 1:
+        guesses = model.reward(obs, action, next_obs)          # [N, T]
+        error = (guesses.mean(0) - reward).square().mean()
+        result["reward_1"] = float(error / guesses.var(0).mean())
     return result

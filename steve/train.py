@@ -220,9 +220,10 @@ def model_calibration(run: Run, transitions: list) -> dict:
     obs, action, reward, next_obs = (torch.as_tensor(np.array(column), dtype=torch.float32, device=run.device)
                                      for column in zip(*transitions))
     ratios = calibration(run.world.model, obs, action, reward, next_obs, horizon)
-    deepest = max(k for k in range(1, horizon + 1) if f"state_{k}" in ratios)
-    return {"calib_state_1": ratios["state_1"], "calib_state_H": ratios[f"state_{deepest}"],
-            "calib_reward_1": ratios["reward_1"]}
+    deepest = max((k for k in range(1, horizon + 1) if f"state_{k}" in ratios), default=1)
+    # a one-member ensemble (MVE's model) has no spread: those columns stay empty
+    return {"calib_state_1": ratios.get("state_1", ""), "calib_state_H": ratios.get(f"state_{deepest}", ""),
+            "calib_reward_1": ratios.get("reward_1", "")}
 
 
 # -- acting ----------------------------------------------------------------------------------------
@@ -433,7 +434,8 @@ def evaluate(run: Run, eval_envs: list, start: float, last: dict, greedy_csv, me
                           "model_use": round(float(last["model_use"]), 4) if steve else "",
                           "updates": run.value.updates, "hours": round(hours, 5),
                           "wall_seconds": round(hours * 3600, 1),
-                          **({key: round(value, 4) for key, value in model_calibration(run, episode).items()}
+                          **({key: value if value == "" else round(value, 4)
+                              for key, value in model_calibration(run, episode).items()}
                              if episode else dict.fromkeys(CALIBRATION_COLUMNS, ""))})
     for f in files.values():
         f.flush()

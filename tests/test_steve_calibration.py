@@ -11,7 +11,7 @@ class Offsets:
     offset c_m; reward members guess r + d_n."""
 
     def __init__(self, c, d):
-        self.c, self.d, self.members = torch.tensor(c), torch.tensor(d), len(c)
+        self.c, self.d, self.members, self.reward_members = torch.tensor(c), torch.tensor(d), len(c), len(d)
 
     def transition(self, obs, action):
         return obs + action + self.c.view(-1, 1, 1)
@@ -50,7 +50,7 @@ def test_a_calibrated_ensemble_scores_about_one_plus_one_over_m():
 
     class Noisy:
         def __init__(self):
-            self.members = members
+            self.members = self.reward_members = members
 
         def transition(self, obs, action):
             return obs + action + torch.randn(members, *obs.shape[1:], generator=g)
@@ -75,3 +75,10 @@ def test_a_real_world_model_gives_finite_ratios_and_draws_no_random_numbers():
     assert all(math.isfinite(v) and v > 0 for v in result.values())
     short = calibration(model, *real_episode(length=2), horizon=3)   # an episode shorter than H
     assert sorted(short) == ["reward_1", "state_1", "state_2"]
+
+
+def test_a_one_member_ensemble_has_no_ratio():
+    """MVE's model has one member: no spread, so no ratio (never a NaN in the log)."""
+    torch.manual_seed(0)
+    model = WorldModel(3, 3, 1, 1, transition_hidden=16, transition_layers=2, aux_hidden=8, aux_layers=1)
+    assert calibration(model, *real_episode(length=10), horizon=3) == {}
