@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -121,7 +122,6 @@ CHECKPOINT_FILES = ("checkpoints/latest.pt", "checkpoints/backup.pt", "checkpoin
 
 
 def has_checkpoint(folder) -> bool:
-    from pathlib import Path
     return any((Path(folder) / name).is_file() for name in CHECKPOINT_FILES)
 
 
