@@ -14,7 +14,8 @@ the sides alternate for --rounds rounds and the table reports medians (each side
 itself the median of 5 blocks of frames). A third side,
 "baseline + malloc", runs the baseline with the allocator settings today's learners make
 themselves (common.device.keep_freed_memory, which steve/valuerl.py calls; here as environment variables), to separate
-their effect from the code's. The floor printed last is the frame's matmul work at the best
+their effect from the code's. A fourth, "current + compile", is today's code with the learners'
+torch.compile path (steve/train.py --compile; compiled during the warm-up, not timed). The floor printed last is the frame's matmul work at the best
 rate one [1536, 64] x [64, 64] matmul reaches on this core. Writes bench/results/steve_update.json.
 """
 from __future__ import annotations
@@ -37,14 +38,15 @@ SIZES = {"batch": 128, "hidden": 64, "hidden_layers": 3, "transition_hidden": 12
          "transition_layers": 3, "aux_hidden": 64, "aux_layers": 3, "ensembles": [4, 4, 4],
          "horizon": 3, "algo": "steve"}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
-SIDES = {"baseline": ("baseline", {}), "baseline + malloc": ("baseline", MALLOC_ENV),
-         "current": ("current", {})}
+SIDES = {"baseline": ("baseline", {}, False), "baseline + malloc": ("baseline", MALLOC_ENV, False),
+         "current": ("current", {}, False), "current + compile": ("current", {}, True)}
 PARTS = ("frame_ms", "value update", "target", "world update", "act")
 
 
 # -- one side, in a child process ----------------------------------------------------------------
-def child(src: str, obs: int, action: int, frames: int, warmup: int = 20) -> dict:
-    """Milliseconds per frame (and per part) of the code found first on sys.path (src)."""
+def child(src: str, obs: int, action: int, frames: int, compile: bool = False, warmup: int = 20) -> dict:
+    """Milliseconds per frame (and per part) of the code found first on sys.path (src); `compile`:
+    the learners' torch.compile path (steve/train.py --compile), compiled during the warm-up."""
     sys.path.insert(0, src)
     import torch
 
@@ -56,8 +58,9 @@ def child(src: str, obs: int, action: int, frames: int, warmup: int = 20) -> dic
         assert where is None or Path(src).resolve() in where.parents, f"imported {where}, not from {src}"
     value = valuerl.ValueLearner(obs, action, valuerl.ValueConfig(
         algo="steve", rollout_len=SIZES["horizon"], q_members=4, hidden_dim=SIZES["hidden"],
-        hidden_layers=SIZES["hidden_layers"]), 0)
-    world = valuerl.WorldModelLearner(obs, action, 4, 4, 0, transition_hidden=SIZES["transition_hidden"],
+        hidden_layers=SIZES["hidden_layers"]), 0, **({"compile": True} if compile else {}))
+    world = valuerl.WorldModelLearner(obs, action, 4, 4, 0, **({"compile": True} if compile else {}),
+                                      transition_hidden=SIZES["transition_hidden"],
                                       transition_layers=SIZES["transition_layers"],
                                       aux_hidden=SIZES["aux_hidden"], aux_layers=SIZES["aux_layers"])
     g, b = torch.Generator().manual_seed(0), SIZES["batch"]
@@ -147,11 +150,11 @@ def export_baseline(folder: Path) -> Path:
     return target
 
 
-def run_side(src: Path, env_extra: dict, args) -> dict:
+def run_side(src: Path, env_extra: dict, compile: bool, args) -> dict:
     from bench.benchlib import ONE_THREAD_ENV
 
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(src), str(args.obs),
-               str(args.action), str(args.frames)]
+               str(args.action), str(args.frames), str(int(compile))]
     proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **ONE_THREAD_ENV, **env_extra},
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -165,8 +168,8 @@ def compare(args) -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"baseline": export_baseline(Path(tmp)), "current": ROOT}
         for round_ in range(args.rounds):
-            for side, (code, env_extra) in SIDES.items():
-                runs[side].append(run_side(sources[code], env_extra, args))
+            for side, (code, env_extra, compile) in SIDES.items():
+                runs[side].append(run_side(sources[code], env_extra, compile, args))
                 print(f"round {round_ + 1}/{args.rounds} {side:>17}: "
                       f"{runs[side][-1]['frame_ms']:7.2f} ms/frame", flush=True)
     medians = {side: {key: statistics.median(r[key] for r in results) for key in results[0]}
@@ -178,6 +181,7 @@ def report(args, medians: dict, runs: dict) -> dict:
     from bench.benchlib import machine, markdown_table
 
     base, now = medians["baseline"]["frame_ms"], medians["current"]["frame_ms"]
+    compiled_ms = medians["current + compile"]["frame_ms"]
     rows = [[side, *(f"{medians[side][key]:.2f}" for key in PARTS), f"{1e3 / medians[side]['frame_ms']:.1f}",
              f"{base / medians[side]['frame_ms']:.2f}x"] for side in SIDES]
     print(markdown_table(["code", "ms/frame", "value update", "of which target", "world update", "act",
@@ -194,6 +198,8 @@ def report(args, medians: dict, runs: dict) -> dict:
         "baseline_frame_ms": base, "current_frame_ms": now, "speedup": base / now,
         "frames_per_s_baseline": 1e3 / base, "frames_per_s_current": 1e3 / now,
         "baseline_malloc_frame_ms": medians["baseline + malloc"]["frame_ms"],
+        "compiled_frame_ms": compiled_ms, "speedup_compiled": base / compiled_ms,
+        "compiled_vs_eager": now / compiled_ms,
         "speedup_code_only": medians["baseline + malloc"]["frame_ms"] / now,
         "parts_ms": medians,
         "floor": {"matmul_mflop_per_frame": flop, "best_gemm_gflops": rate, "floor_ms": floor_ms,
@@ -226,13 +232,14 @@ def main(argv=None) -> None:
     path = write_result("steve_update", result, args.results_dir)
     print(f"speedup {result['speedup']:.2f}x ({result['baseline_frame_ms']:.2f} -> "
           f"{result['current_frame_ms']:.2f} ms/frame); the code alone (baseline with the same malloc "
-          f"settings) {result['speedup_code_only']:.2f}x -> {path}")
+          f"settings) {result['speedup_code_only']:.2f}x; --compile {result['speedup_compiled']:.2f}x "
+          f"({result['compiled_vs_eager']:.2f}x today's eager) -> {path}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:  # one side: import nothing from this checkout before its code
-        src, obs, action, frames = sys.argv[2], *map(int, sys.argv[3:6])
-        print(json.dumps(child(src, obs, action, frames)), flush=True)
+        src, obs, action, frames, compile = sys.argv[2], *map(int, sys.argv[3:7])
+        print(json.dumps(child(src, obs, action, frames, bool(compile))), flush=True)
     else:
         sys.path.insert(0, str(ROOT))
         from common.cli import run_main

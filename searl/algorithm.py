@@ -256,7 +256,7 @@ def train_population(population, buffer, n_updates: int, rng: np.random.Generato
     One by one (in parallel on `pool`, common.parallel), or `batched`: the individuals that
     can share a batched computation train together, the groups split over the pool's workers.
     The replay memory reaches workers through shared memory, never copied per job.
-    `compile`: batched groups train through torch.compile (searl.batched_td3.compiled)."""
+    `compile`: batched groups train through torch.compile (common.compiling.compiled)."""
     seeds = [int(seed) for seed in rng.integers(2**62, size=len(population))]
     if not batched:
         jobs = [(ind, n_updates, seed) for ind, seed in zip(population, seeds)]

@@ -26,7 +26,6 @@ target-policy noise, widths and activations may differ within a group, so the de
 """
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 
 import numpy as np
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from common.activations import fast_activation
+from common.compiling import compiled
 from common.device import keep_freed_memory
 
 ADAM_BETAS, EPS = (0.9, 0.999), 1e-8   # torch's defaults, as LeanAdam / torch.optim use
@@ -285,8 +285,8 @@ class _Group:
     def __init__(self, individuals, compile: bool = False):
         first = individuals[0]
         self.individuals, self.p, self.device = individuals, len(individuals), first.device
-        self.critic_loss, self.actor_loss = (compiled(_critic_loss), compiled(_actor_loss)) if compile \
-            else (_critic_loss, _actor_loss)
+        self.critic_loss, self.actor_loss = ((compiled(_critic_loss, "searl"), compiled(_actor_loss, "searl"))
+                                             if compile else (_critic_loss, _actor_loss))
         self.batch_size, self.delay, kind = (first.hp[k] for k in ("batch_size", "policy_delay",
                                                                    "optimizer"))
         self.gamma, self.tau, self.clip, self.noise_clip = (
@@ -384,30 +384,6 @@ def _critic_loss(group: _Group, obs, action, next_obs, reward, terminated, noise
 def _actor_loss(group: _Group, obs):
     """The deterministic policy gradient's loss, -Q1(s, pi(s)), summed over individuals."""
     return -group.q1_of_policy(obs).mean(1).sum()
-
-
-_EAGER_ONLY = []   # set once torch.compile has failed in this process
-
-
-def compiled(fn):
-    """`fn` through torch.compile, falling back to `fn` itself (with one line on stderr, once per
-    process) where compiling fails, e.g. without a C++ compiler. A group made each generation
-    reuses the compiled code while its structure is unchanged (dynamo guards on values, not on
-    the object), and widths become dynamic after the first change, so recompiles are rare."""
-    compiled_fn = torch.compile(fn)
-
-    def call(*args):
-        if _EAGER_ONLY:
-            return fn(*args)
-        try:
-            return compiled_fn(*args)
-        except Exception as error:   # noqa: BLE001 - any compiler failure means: run eagerly
-            _EAGER_ONLY.append(error)
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            print(f"searl: torch.compile failed ({type(error).__name__}: {first_line}); "
-                  f"training eagerly", file=sys.stderr, flush=True)
-            return fn(*args)
-    return call
 
 
 class PopulationPolicy:

@@ -151,7 +151,7 @@ class TD3Individual:
     def learn_together(individuals, buffer, n_updates: int, rngs, compile: bool = False) -> list[dict]:
         """`learn` for every individual as one batched computation, with the same numbers
         (a group of one learns on its own: nothing to batch, no padding to pay for).
-        `compile`: through torch.compile (searl.batched_td3.compiled)."""
+        `compile`: through torch.compile (common.compiling.compiled)."""
         if len(individuals) == 1:
             return [individuals[0].learn(buffer, n_updates, rngs[0])]
         results = batched_td3.learn_together(individuals, buffer, n_updates, rngs, compile)

@@ -233,23 +233,39 @@ class WorldModel(nn.Module):
         member of the subsets on every example instead. With `l2_in_graph` False the returned
         total holds the L2 term's value but not its gradient: the caller adds l2_weight·θ to the
         gradient itself (WorldModelLearner: Adam's weight_decay), which is cheaper than
-        differentiating ½‖θ‖² through the graph."""
+        differentiating ½‖θ‖² through the graph. Returns (total, {part: float})."""
+        draws = self.training_draws(obs.shape[0], generator, obs.device, full_batch)
+        total, parts = self.loss_given_draws(obs, action, reward, next_obs, done, draws, l2_weight, l2_in_graph)
+        return total, {name: value.item() for name, value in parts.items()}
+
+    def training_draws(self, batch: int, generator: torch.Generator | None, device: torch.device,
+                       full_batch: bool) -> tuple:
+        """The loss's random draws: (transition subset, reward subset, transition routing, reward
+        routing); the routings are None with `full_batch`."""
+        if full_batch:
+            return (sample_members(self.members, self.transition_samples[0], generator, device),
+                    sample_members(self.reward_members, self.reward_samples[0], generator, device), None, None)
+        t_members, m = random_members(self.members, self.transition_samples[0], batch, generator, device)
+        r_members, n = random_members(self.reward_members, self.reward_samples[0], batch, generator, device)
+        return (t_members, r_members,
+                group_by_member(m, subset_size(self.members, t_members)),   # the done net shares it
+                group_by_member(n, subset_size(self.reward_members, r_members)))
+
+    def loss_given_draws(self, obs, action, reward, next_obs, done, draws: tuple, l2_weight: float,
+                         l2_in_graph: bool):
+        """`loss` given its random draws (`training_draws`): no random numbers, no host syncs, so
+        torch.compile takes it whole. Returns (total, {part: 0-d tensor})."""
+        t_members, r_members, t_route, r_route = draws
         sa = torch.cat([obs, action], -1)
         aux = torch.cat([next_obs, obs, action], -1)
-        batch, device = obs.shape[0], obs.device
-        if full_batch:
-            t_members = sample_members(self.members, self.transition_samples[0], generator, device)
-            r_members = sample_members(self.reward_members, self.reward_samples[0], generator, device)
+        if t_route is None:
             delta = self.transition_net(sa, t_members)
             done_logit = self.done_net(aux, t_members).squeeze(-1)
             reward_hat = self.reward_net(aux, r_members).squeeze(-1)
         else:
-            t_members, m = random_members(self.members, self.transition_samples[0], batch, generator, device)
-            r_members, n = random_members(self.reward_members, self.reward_samples[0], batch, generator, device)
-            route = group_by_member(m, subset_size(self.members, t_members))  # shared by the done net
-            delta = self.transition_net.routed(sa, route, t_members)
-            done_logit = self.done_net.routed(aux, route, t_members).squeeze(-1)
-            reward_hat = self.reward_net.routed(aux, n, r_members).squeeze(-1)
+            delta = self.transition_net.routed(sa, t_route, t_members)
+            done_logit = self.done_net.routed(aux, t_route, t_members).squeeze(-1)
+            reward_hat = self.reward_net.routed(aux, r_route, r_members).squeeze(-1)
         obs_loss = 0.5 * ((next_obs - (obs + delta)) ** 2).sum(-1).mean()
         reward_loss = 0.5 * ((reward - reward_hat) ** 2).mean()
         done_loss = F.binary_cross_entropy_with_logits(done_logit, done.expand_as(done_logit)).mean()
@@ -259,8 +275,8 @@ class WorldModel(nn.Module):
             with torch.no_grad():
                 reg = l2_weight * 0.5 * torch.stack(torch._foreach_norm(list(self.parameters()))).square().sum()
         total = obs_loss + reward_loss + done_loss + reg
-        return total, {"next_obs_loss": obs_loss.item(), "reward_loss": reward_loss.item(),
-                       "done_loss": done_loss.item(), "reg_loss": reg.item()}
+        return total, {"next_obs_loss": obs_loss.detach(), "reward_loss": reward_loss.detach(),
+                       "done_loss": done_loss.detach(), "reg_loss": reg.detach()}
 
 
 @torch.no_grad()

@@ -88,6 +88,9 @@ def parse_args(argv):
                              "is false, as the speedrun configs); not reproducible run to run")
     parser.add_argument("--corrupt-model", type=float, default=None, metavar="STD",
                         help="robustness test: add N(0, STD) to every imagined next state (default: 0)")
+    parser.add_argument("--compile", action="store_true",
+                        help="the value and world-model updates through torch.compile (equal to eager up "
+                             "to float rounding; eager, with one line, where compiling fails); kept by --resume")
     # intermixed: the positional GPU id may also come after flags (`CONFIG --no-plots 0`)
     return parser.parse_intermixed_args(argv)
 
@@ -110,7 +113,7 @@ def value_config(cfg: dict, corrupt_std: float = 0.0) -> ValueConfig:
 
 
 def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int,
-                     device: str | torch.device = "cpu") -> WorldModelLearner | None:
+                     device: str | torch.device = "cpu", compile: bool = False) -> WorldModelLearner | None:
     model = cfg.get("model_config")
     if not model:
         return None
@@ -123,7 +126,8 @@ def make_world_model(cfg: dict, obs_dim: int, action_dim: int, seed: int,
                              transition_layers=model["transition_hidden_layers"],
                              aux_hidden=model["aux_hidden_dim"], aux_layers=model["aux_hidden_layers"],
                              device=device, transition_samples=_samples(transition),
-                             reward_samples=_samples(reward), full_batch=model.get("full_batch", False))
+                             reward_samples=_samples(reward), full_batch=model.get("full_batch", False),
+                             compile=compile)
 
 
 def _samples(ensemble: dict) -> tuple[int, int] | None:
@@ -145,12 +149,13 @@ def explore(pre_tanh: np.ndarray, rule: dict, rng: np.random.Generator) -> np.nd
 class Run:
     """Everything a backup holds: learners, replay, the interactors' policy, counters, RNGs."""
 
-    def __init__(self, cfg: dict, seed: int, corrupt_std: float = 0.0, device="cpu"):
+    def __init__(self, cfg: dict, seed: int, corrupt_std: float = 0.0, device="cpu", compile: bool = False):
         self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
         policy, model = cfg["policy_config"], cfg.get("model_config")
         obs_dim, action_dim = int(np.prod(cfg["env"]["obs_dims"])), cfg["env"]["action_dim"]
-        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg, corrupt_std), seed, device=device)
-        self.world = make_world_model(cfg, obs_dim, action_dim, seed, device)
+        self.value = ValueLearner(obs_dim, action_dim, value_config(cfg, corrupt_std), seed, device=device,
+                                  compile=compile)
+        self.world = make_world_model(cfg, obs_dim, action_dim, seed, device, compile=compile)
         self.replay = ReplayBuffer(policy["replay_size"], (obs_dim,), (action_dim,), seed=seed)
         # the world-model learner keeps its own replay in the reference; one buffer serves both
         # when the sizes agree (same contents), a second one holds model_config.replay_size
@@ -558,6 +563,9 @@ def check_resume(args, cfg: dict, out: Path) -> dict:
                              f"the run's {saved_run.get(name)} (only --frames may change)")
     if args.speedrun and saved_run.get("layout") != "speedrun":
         raise UsageError("--resume continues the run's saved settings; --speedrun was not used by this run")
+    if args.compile and not saved_run.get("compile"):
+        raise UsageError("--resume continues the run's saved settings; --compile was not used by this run "
+                         "(its float rounding differs from eager's)")
     return saved_run
 
 
@@ -611,12 +619,16 @@ def main(argv=None) -> None:
         raise UsageError(f"{backup_path} was written by an older steve/train.py (no env or log positions); "
                          "it cannot continue exactly: start a new run in another --out-dir")
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
+    compile = args.compile or bool((saved_run or {}).get("compile"))
+    if compile and (speedrun or corrupt):
+        raise UsageError("--compile is for the one-process layout without --corrupt-model "
+                         f"(this run: {'the speedrun layout' if speedrun else '--corrupt-model'})")
     (out / cfg["log_path"]).mkdir(parents=True, exist_ok=True)
     lock_run_dir(out)
     write_json_atomic(out / cfg["log_path"] / "hps.json", cfg)
     write_json_atomic(out / "config.json", {**cfg, "_run": {
         "seed": seed, "smoke": args.smoke, "frames": budget["frames"], "eval_every": budget["eval_every"],
-        "backup_every": budget["backup_every"], "corrupt_model": corrupt,
+        "backup_every": budget["backup_every"], "corrupt_model": corrupt, "compile": compile,
         "layout": "speedrun" if speedrun else "one process", "device": str(device),
         # as common.runs.write_run_config: what ran it, and an id a resume keeps (check compares it)
         "versions": versions(), "command": " ".join(sys.argv),
@@ -624,7 +636,7 @@ def main(argv=None) -> None:
         "id": (saved_run or {}).get("id") or uuid.uuid4().hex}})
     seed_everything(seed)
     set_single_thread()
-    run = Run(cfg, seed, corrupt, device)
+    run = Run(cfg, seed, corrupt, device, compile)
     if saved is not None:
         run.load_state_dict(saved)
     if speedrun:

@@ -486,6 +486,8 @@ CASES = [
     bad(VT, "eval-every-0", f"{PENDULUM} --eval-every 0 --out-dir {{new}}", "--eval-every"),
     bad(VT, "negative-corruption", f"{PENDULUM} --corrupt-model -1 --out-dir {{steve}}",
         "--corrupt-model"),
+    bad(VT, "compile-with-corruption", f"{PENDULUM} --compile --corrupt-model 1 --out-dir {{new}}",
+        "--compile", "--corrupt-model"),
     bad(VT, "cuda-without-cuda", f"{PENDULUM} --device cuda --out-dir {{steve}}", "CUDA",
         marks=[NO_CUDA]),
     bad(VT, "gpu-id-without-cuda", f"{PENDULUM} 0 --out-dir {{new}}", "CUDA", marks=[NO_CUDA]),

@@ -80,6 +80,7 @@ def test_resume_refuses_another_seed_config_or_setting(tmp_path):
                          (["--set", "policy_config.batch_size=64"], "policy_config.batch_size"),
                          (["--eval-every", "100"], "--eval-every"),
                          (["--corrupt-model", "1.0"], "--corrupt-model"),
+                         (["--compile"], "--compile was not used"),
                          (["--backup-every", "7"], "--backup-every")):
         with pytest.raises(UsageError, match=words):
             main([*base, *extra])
