@@ -52,6 +52,16 @@ def set_single_thread() -> None:
     torch.set_num_threads(1)
 
 
+def flush_denormals() -> bool:
+    """Make this process's CPU float ops treat subnormal numbers (|x| < 1.2e-38 in float32) as 0.
+    Weights that weight decay or a vanishing gradient drive towards zero (a dead ReLU unit's
+    fan-out, a done head that never sees a terminal) end up subnormal, and an x86 core multiplies
+    those one to two orders of magnitude slower: a STEVE done net's forward took 48 ms instead of
+    1.2 ms after 20k HalfCheetah frames. Process-wide; changes results only below 1.2e-38.
+    Returns False where the CPU cannot (then nothing changes)."""
+    return torch.set_flush_denormal(True)
+
+
 def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> None:
     """Let glibc keep freed memory for reuse instead of returning it to the OS. Batched updates
     allocate and free MB-sized activations each step; by default glibc hands them back and they

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from common.buffers import ReplayBuffer
-from common.device import set_single_thread
+from common.device import flush_denormals, set_single_thread
 
 
 def _take_data(data_q, replay: ReplayBuffer) -> None:
@@ -66,6 +66,7 @@ def world_model_worker(cfg, seed, dims, device, initial, data_q, to_value, to_ma
     from steve.train import make_world_model  # the same construction as the one-process mode
 
     set_single_thread()
+    flush_denormals()
     for q in (to_value, to_main):   # exit without waiting for readers of the last states
         q.cancel_join_thread()
     learner = make_world_model(cfg, *dims, seed, device)
@@ -106,6 +107,7 @@ def value_worker(cfg, seed, dims, device, initial, corrupt_std, data_q, from_wor
     from steve.valuerl import ValueLearner
 
     set_single_thread()
+    flush_denormals()
     to_main.cancel_join_thread()   # exit without waiting for a reader of the last state
     policy_cfg = cfg["policy_config"]
     learner = ValueLearner(*dims, value_config(cfg, corrupt_std), seed, device=device)

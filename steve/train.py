@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
 from common.buffers import ReplayBuffer  # noqa: E402
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
 from common.config import SEED  # noqa: E402
-from common.device import resolve_device, seed_everything, set_single_thread  # noqa: E402
+from common.device import flush_denormals, resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
                          run_id_of, save_checkpoint, versions, write_divergence, write_json_atomic)
@@ -636,6 +636,7 @@ def main(argv=None) -> None:
         "id": (saved_run or {}).get("id") or uuid.uuid4().hex}})
     seed_everything(seed)
     set_single_thread()
+    flush_denormals()   # dead units' weights decay into subnormals, which slowed a frame 4x or more
     run = Run(cfg, seed, corrupt, device, compile)
     if saved is not None:
         run.load_state_dict(saved)

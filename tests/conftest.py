@@ -21,3 +21,11 @@ def release_run_folder_locks():
     from common import runs
     for path in list(runs._LOCKS):
         runs.unlock_run_dir(path)
+
+
+@pytest.fixture(autouse=True)
+def keep_subnormals():
+    """steve/train.py run in-process flushes subnormal floats for the whole process
+    (common.device.flush_denormals); the next test starts without it, as a new process would."""
+    yield
+    torch.set_flush_denormal(False)
