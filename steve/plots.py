@@ -99,8 +99,12 @@ def shows_model_use(config: dict) -> bool:
 
 
 def run_label(config: dict, with_env: bool = False) -> str:
-    """'steve', 'steve, corrupted model (std 1.0)', optionally ' on Pendulum-v1'."""
+    """'steve', 'steve, full routing', 'steve, corrupted model (std 1.0)', optionally
+    ' on Pendulum-v1'. Full routing: every Q member (policy_config.q_routing) or every world-model
+    member (model_config.full_batch) trains on every example."""
     label = config["policy_config"]["algo"]
+    if config["policy_config"].get("q_routing") == "full" or (config.get("model_config") or {}).get("full_batch"):
+        label += ", full routing"
     std = corrupt_std(config)
     if std > 0:
         label += f", corrupted model (std {std})"

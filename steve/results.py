@@ -11,12 +11,13 @@ From which files:
 - results/runs/pendulum_<algo>[_corrupt]_s<seed>/: one steve/train.py run each (config.json,
   metrics.csv, summary.json) -> the Pendulum table and sentences, pendulum_3seeds.png,
   pendulum_corrupted_model.png.
+- results/runs/halfcheetah_<algo>_s<seed>/: the 200k-frame HalfCheetah-v5 runs of issue 33
+  (`ddpg` = ddpg0.json, `steve_full` = steve_full0.json, `mve_tdk` = mve_tdk0.json) -> the
+  HalfCheetah tables and sentence, halfcheetah_200k.png.
 - ../bench/results/steve_vs_sb3.json, ../bench/results/steve_update.json: what
   `python bench/steve_vs_sb3.py` and `python bench/steve_update.py` write
   -> the Against-SB3 and Speed tables and sentences.
 
-The HalfCheetah tables have no committed data (their runs were lost with their machine); they
-stand in the README as unbacked blocks, and their figures are listed in UNBACKED_FIGURES.
 """
 from __future__ import annotations
 
@@ -39,17 +40,21 @@ SEEDS = (0, 1, 2)
 SOLVED = -300.0          # "first evaluation at or above -300"
 LAST = 3                 # evaluations averaged at the end of a run
 
-UNBACKED_FIGURES = {
-    "halfcheetah_ddpg_steve.png": "HalfCheetah-v5 30k frames, DDPG vs STEVE, seeds 0-1: the runs' "
-                                  "data were lost with their machine (issue 33 re-runs them)",
-    "halfcheetah_200k.png": "HalfCheetah-v5 200k frames, DDPG / MVE / STEVE, seeds 0-2: the runs' "
-                            "data were lost with their machine (issue 33 re-runs them)",
-}
+UNBACKED_FIGURES: dict[str, str] = {}
+
+HC_ALGOS = (("ddpg", "DDPG"), ("mve_tdk", "MVE (TD-k)"), ("steve_full", "STEVE, full routing"))
+HC_MARKS = (50_000, 100_000, 150_000, 200_000)   # the curve table's frames
+HC_LEVELS = (1000, 2000, 3000)                   # "first evaluation at or above"
+HC_EARLY = 100_000                               # "mean greedy return over the evaluations up to 100k"
 
 
 # --- reading ------------------------------------------------------------------------------------
-def _run_dir(algo: str, seed: int, corrupt: bool = False) -> Path:
-    return RUNS / f"pendulum_{algo}{'_corrupt' if corrupt else ''}_s{seed}"
+def _run_dir(algo: str, seed: int, corrupt: bool = False, env: str = "pendulum") -> Path:
+    return RUNS / f"{env}_{algo}{'_corrupt' if corrupt else ''}_s{seed}"
+
+
+def _optional(row: dict, key: str) -> float | None:
+    return float(row[key]) if row.get(key) not in ("", None) else None
 
 
 def _load(run: Path) -> dict | None:
@@ -57,12 +62,13 @@ def _load(run: Path) -> dict | None:
         return None
     rows = read_csv(run / "metrics.csv")
     return {"frames": [int(r["env_steps"]) for r in rows], "score": [float(r["score"]) for r in rows],
-            "model_use": [float(r["model_use"]) if r["model_use"] not in ("", None) else None for r in rows],
+            "model_use": [_optional(r, "model_use") for r in rows],
+            "calib_state_1": [_optional(r, "calib_state_1") for r in rows],
             "summary": read_json(run / "summary.json"), "config": read_json(run / "config.json")}
 
 
-def _runs(algo: str, corrupt: bool = False) -> dict[int, dict]:
-    return {seed: run for seed in SEEDS if (run := _load(_run_dir(algo, seed, corrupt))) is not None}
+def _runs(algo: str, corrupt: bool = False, env: str = "pendulum") -> dict[int, dict]:
+    return {seed: run for seed in SEEDS if (run := _load(_run_dir(algo, seed, corrupt, env))) is not None}
 
 
 def _last_mean(run: dict) -> float:
@@ -194,6 +200,89 @@ def pendulum_text() -> str:
     return text
 
 
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _at(run: dict, frames: int) -> float | None:
+    """The greedy return of the evaluation at exactly `frames`, None if there was none."""
+    return next((s for f, s in zip(run["frames"], run["score"]) if f == frames), None)
+
+
+def _first_at_or_above(run: dict, level: float) -> int | None:
+    return next((f for f, s in zip(run["frames"], run["score"]) if s >= level), None)
+
+
+def _minutes(run: dict) -> str:
+    return f"{run['summary']['wall_seconds'] / 60:.0f} min"
+
+
+def _early_mean(run: dict) -> float:
+    return _mean(score for frames, score in zip(run["frames"], run["score"]) if frames <= HC_EARLY)
+
+
+def _calibration(run: dict) -> tuple[float, float] | None:
+    """The one-step state calibration (error² / ensemble variance) at the first and the last
+    evaluation that logged it; None for runs without an ensemble model."""
+    logged = [c for c in run["calib_state_1"] if c is not None]
+    return (logged[0], logged[-1]) if logged else None
+
+
+def halfcheetah_tables() -> dict[str, str]:
+    final, curve = [], []
+    for algo, label in HC_ALGOS:
+        runs = _runs(algo, env="halfcheetah")
+        for seed, run in sorted(runs.items()):
+            use = run["model_use"][-1]
+            calib = _calibration(run)
+            final.append([label, str(seed), f"{run['frames'][-1]:,}", _num(run["score"][-1]),
+                          _num(_mean(run["score"][-LAST:])), _num(_mean(run["score"][-10:])),
+                          _num(max(run["score"])), "–" if use is None else f"{use:.3f}",
+                          "–" if calib is None else f"{calib[0]:.1f} → {calib[1]:.1f}", _minutes(run)])
+        if not runs:
+            continue
+        cells = [" / ".join("–" if (v := _at(runs[s], f)) is None else _num(v) for f in HC_MARKS)
+                 if s in runs else "not run" for s in SEEDS]
+        means = [[v for r in runs.values() if (v := _at(r, f)) is not None] for f in HC_MARKS]
+        curve.append([label, *cells, " / ".join(_num(_mean(m)) if m else "–" for m in means),
+                      *(", ".join(_k(_first_at_or_above(runs[s], level)).replace("never", "–")
+                                  for s in SEEDS if s in runs) for level in HC_LEVELS)])
+    final_table = markdown_table(["algo", "seed", "frames", "greedy return, last eval", f"mean of last {LAST}",
+                                  "mean of last 10", "best", "model use (last)",
+                                  "one-step state error² / variance, first → last eval", "wall"], final)
+    curve_table = markdown_table(["algo", "seed 0", "seed 1", "seed 2",
+                                  "mean at " + " / ".join(f"{f // 1000}k" for f in HC_MARKS),
+                                  *(f"first ≥ {level}" for level in HC_LEVELS)], curve)
+    return {"hc-200k-final": final_table, "hc-200k-curve": curve_table, "hc-200k-text": halfcheetah_text()}
+
+
+def halfcheetah_text() -> str:
+    runs = {algo: r for algo, _ in HC_ALGOS if (r := _runs(algo, env="halfcheetah"))}
+    labels = dict(HC_ALGOS)
+    if not runs:
+        return "No HalfCheetah run is committed yet."
+
+    def seeds(r):
+        return f"{len(r)} seed{'s' * (len(r) > 1)}"
+
+    ends = ", ".join(f"{labels[a]} {_num(_mean(r[s]['score'][-1] for s in r))} ({seeds(r)})" for a, r in runs.items())
+    early = ", ".join(f"{labels[a]} {_num(_mean(_early_mean(run) for run in r.values()))}" for a, r in runs.items())
+    text = (f"Greedy return at the last evaluation, mean over seeds: {ends}. Mean greedy return over the "
+            f"evaluations up to {HC_EARLY // 1000}k frames, mean over seeds: {early}.")
+    if "ddpg" in runs and "steve_full" in runs:
+        common = sorted(set(runs["ddpg"]) & set(runs["steve_full"]))
+        ahead = [s for s in common if runs["steve_full"][s]["score"][-1] > runs["ddpg"][s]["score"][-1]]
+        text += (f" STEVE (full routing) ends above DDPG on {len(ahead)} of {len(common)} seeds"
+                 + (f" (seed{'s' * (len(ahead) > 1)} {', '.join(map(str, ahead))})" if ahead else "") + ".")
+        lo, hi = _model_use_range(runs["steve_full"])
+        calib = [c for r in runs["steve_full"].values() for c in r["calib_state_1"] if c is not None]
+        text += (f" Its model use stayed between {lo:.2f} and {hi:.2f}; the world model's one-step state "
+                 f"error² over ensemble variance ranged from {min(calib):.1f} to {max(calib):.1f} "
+                 f"(a calibrated 4-member ensemble gives about 1.25).")
+    return text
+
+
 def sb3_tables() -> dict[str, str]:
     bench = read_json(BENCH / "steve_vs_sb3.json")
     s, agg = bench["settings"], bench["aggregates"]
@@ -221,7 +310,7 @@ def speed_tables() -> dict[str, str]:
     parts = bench["parts_ms"]
     names = {"baseline": bench["baseline_commit"],
              "baseline + malloc": f"{bench['baseline_commit']} with today's allocator settings",
-             "current": "today"}
+             "current": "today", "current + compile": "today, `--compile`"}
     rows = [[names[k], f"{p['frame_ms']:.1f}", f"{p['value update']:.1f}", f"{p['target']:.1f}",
              f"{p['world update']:.1f}", f"{1000 / p['frame_ms']:.0f}"] for k, p in parts.items()]
     table = markdown_table(["code", "ms per frame", "value update", "of which the target",
@@ -229,25 +318,28 @@ def speed_tables() -> dict[str, str]:
     m, f, cur = bench["machine"], bench["floor"], parts["current"]
     target_ms = bench["baseline_frame_ms"] / 3
     summary = (f"**{bench['speedup']:.2f}× faster** ({bench['speedup_code_only']:.2f}× from the code, the "
-               f"rest from the allocator; medians of {bench['rounds']} rounds of {bench['frames_per_round']} "
-               f"frames, run {m['date']} on a {m['cores']}-core {m['cpu']}, torch {m['torch']}, "
-               f"{m['torch_threads']} thread).")
-    floor = (f"Why not 3×: the frame's matrix products are {f['matmul_mflop_per_frame']['frame']:.0f} MFLOP "
-             f"({f['matmul_mflop_per_frame']['target']:.0f} in the target: every reward member scores every "
-             f"member's imagined steps, every target-Q member values every imagined state), and the best "
-             f"single matmul this core ran is ~{f['best_gemm_gflops']:.0f} GFLOP/s, a floor of "
-             f"{f['floor_ms']:.1f} ms per frame; 3× would be {target_ms:.1f} ms, i.e. "
-             f"{100 * f['floor_ms'] / target_ms:.0f} % of peak counting every elementwise op, three "
-             f"backward passes and three Adam steps of small kernels. Of today's "
-             f"{cur['frame_ms']:.1f} ms the target takes {cur['target']:.1f} and the Q and policy steps "
-             f"the rest of the value update's {cur['value update']:.1f}; the world model takes "
-             f"{cur['world update']:.1f}.")
+               f"rest from the allocator)")
+    if "speedup_compiled" in bench:
+        summary += (f"; with `--compile` **{bench['speedup_compiled']:.2f}×** ({bench['compiled_vs_eager']:.2f}× "
+                    f"today's eager path)")
+    summary += (f". Medians of {bench['rounds']} rounds of {bench['frames_per_round']} frames, run {m['date']} "
+                f"on a {m['cores']}-core {m['cpu']}, torch {m['torch']}, {m['torch_threads']} thread.")
+    floor = (f"Where the time goes: the frame's matrix products are "
+             f"{f['matmul_mflop_per_frame']['frame']:.0f} MFLOP ({f['matmul_mflop_per_frame']['target']:.0f} in the "
+             f"target: every reward member scores every member's imagined steps, every target-Q member values "
+             f"every imagined state), and the best single matmul this core ran is ~{f['best_gemm_gflops']:.0f} "
+             f"GFLOP/s: a floor of {f['floor_ms']:.1f} ms per frame, where 3× would be {target_ms:.1f} ms "
+             f"({100 * f['floor_ms'] / target_ms:.0f} % of that peak over the whole frame). Of today's "
+             f"{cur['frame_ms']:.1f} ms the target takes {cur['target']:.1f} and the Q and policy steps the rest "
+             f"of the value update's {cur['value update']:.1f}; the world model takes {cur['world update']:.1f}. "
+             f"The rest is the many small kernels around the matmuls (elementwise ops, three backward passes, "
+             f"three Adam steps), each a few microseconds at these sizes.")
     return {"speed": table, "speed-summary": summary, "speed-floor": floor}
 
 
 def tables() -> dict[str, str]:
     out = {}
-    for part in (toy_tables, pendulum_tables, sb3_tables, speed_tables):
+    for part in (toy_tables, pendulum_tables, halfcheetah_tables, sb3_tables, speed_tables):
         out.update(part())
     return out
 
@@ -271,6 +363,10 @@ def figures(out_dir: Path) -> list[Path]:
         seeds = {int(p.name.rsplit("_s", 1)[1]) for p in corrupt}
         reference = [p for p in plain if int(p.name.rsplit("_s", 1)[1]) in seeds]
         made.append(plots.plot_compare(corrupt + reference, out_dir / "pendulum_corrupted_model.png"))
+    cheetah = [_run_dir(a, s, env="halfcheetah") for a, _ in HC_ALGOS for s in SEEDS
+               if (_run_dir(a, s, env="halfcheetah") / "summary.json").is_file()]
+    if cheetah:
+        made.append(plots.plot_compare(cheetah, out_dir / "halfcheetah_200k.png"))
     return made
 
 

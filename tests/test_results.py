@@ -18,9 +18,7 @@ PAPERS = ["searl", "pb2_procgen", "synthetic_envs", "steve", "optim4rl"]
 # issue whose re-run replaces it.
 UNBACKED = {
     "searl": {},
-    "steve": {"hc-30k": "the 30k-frame HalfCheetah DDPG vs STEVE runs; issue 33 re-runs the comparison",
-              "hc-200k-final": "the 200k-frame HalfCheetah runs, 3 seeds x 3 methods; issue 33",
-              "hc-200k-curve": "the same runs' learning-curve checkpoints; issue 33"},
+    "steve": {},
 }
 
 UNBACKED_BLOCK = re.compile(r"<!-- unbacked:(?P<name>[\w.-]+) -->\n.*?<!-- /unbacked:(?P=name) -->", re.S)

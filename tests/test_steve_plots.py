@@ -45,11 +45,12 @@ def ddpg_run(tmp_path_factory):
     return out
 
 
-def fake_run(folder, algo, scores, model_use, seed=0, corrupt=0.0):
+def fake_run(folder, algo, scores, model_use, seed=0, corrupt=0.0, routing="random"):
     """A run folder as train.py writes it (config.json as train.py resolves it, plus `_run`) with
-    the given algo, seed, --corrupt-model and metrics (one row per 500 frames)."""
+    the given algo, seed, --corrupt-model, Q routing and metrics (one row per 500 frames)."""
     config = load_config(PENDULUM)
     config["policy_config"]["algo"] = algo
+    config["policy_config"]["q_routing"] = routing
     config["_run"] = {"seed": seed, "frames": 500 * len(scores), "eval_every": 500, "corrupt_model": corrupt}
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config))
@@ -111,6 +112,11 @@ def test_compare_draws_model_use_only_for_steve_groups_and_keeps_corrupted_runs_
     assert np.allclose(lines["steve (2 seeds)"].get_ydata(), [0.3, 0.7])   # mean over the two seeds
     assert np.allclose(lines["steve, corrupted model (std 1.0) (1 seed)"].get_ydata(), [0.0, 0.01])
     assert "Pendulum-v1" in returns.get_title() and use.get_ylabel().startswith("model use")
+    plots.plt.close(fig)
+
+    full = fake_run(tmp_path / "f0", "steve", [-1200, -600], [0.3, 0.5], routing="full")
+    fig = plots.figure_compare([*runs[:2], full])   # full routing is a group of its own
+    assert legend(fig.axes[0]) == ["steve (2 seeds)", "steve, full routing (1 seed)"]
     plots.plt.close(fig)
 
     fig = plots.figure_compare(runs[3:])   # no STEVE run: no model-use panel at all
