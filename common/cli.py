@@ -3,11 +3,14 @@
 A mistake a user can make (unknown env, bad config key, missing file, negative budget, CUDA on a
 CPU machine, --resume without a checkpoint) raises `UsageError` anywhere in the code; `run_main`
 turns it into a single line on stderr and exit status 2, never a stack trace. A run that
-diverges (`Diverged`: NaN or inf in training) ends with one line and exit status 1.
+diverges (`Diverged`: NaN or inf in training) ends with one line and exit status 1, and so does
+a run whose files cannot be written (a full disk, a read-only or over-quota folder: `OSError`
+with one of WRITE_ERRNOS, or `WriteFailed`).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -34,6 +37,37 @@ class Diverged(Exception):
             saved = f"; summary in {self.run_path / 'summary.json'}" + \
                 (", last good checkpoint kept" if self.checkpoint_kept else "")
         return f"training diverged{where}: {self.what}{saved}"
+
+
+class WriteFailed(OSError):
+    """A run file could not be written (torch.save reports a full disk as a RuntimeError; this
+    names the file and the reason instead)."""
+
+
+# the errors that mean "this folder cannot be written now", not a bug: one line, exit 1
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+DENIED_ERRNOS = {errno.EACCES, errno.EPERM}   # only for a named file (a write the run was making)
+
+
+def is_write_failure(error: BaseException) -> bool:
+    if isinstance(error, WriteFailed):
+        return True
+    return isinstance(error, OSError) and (error.errno in WRITE_ERRNOS or
+                                           (error.errno in DENIED_ERRNOS and error.filename is not None))
+
+
+def write_failed_line(name: str, error: OSError) -> str:
+    """What a run whose write failed says: which file, why, and whether --resume can continue."""
+    from common import runs   # here, not at the top: common.runs imports this module
+    reason = (error.strerror or str(error)).lower()
+    what = (str(error) if isinstance(error, WriteFailed) else
+            f"cannot write {error.filename} ({reason})" if error.filename else f"a write failed ({reason})")
+    folders = [str(path) for path in runs._LOCKS]
+    if folders and any(has_checkpoint(folder) for folder in folders):
+        return (f"{name}: error: {what}; the last checkpoint in {folders[0]} is whole: make room and run "
+                f"the same command with --resume --out-dir {folders[0]}")
+    where = f" delete {folders[0]} (or choose another --out-dir) and" if folders else ""
+    return f"{name}: error: {what}; no checkpoint was written yet: make room,{where} start again"
 
 
 def positive_int(text: str) -> int:
@@ -128,7 +162,7 @@ def has_checkpoint(folder) -> bool:
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
              prog: str | None = None) -> None:
     """Call `main(argv)`; a UsageError becomes one line on stderr and exit status 2, a divergence
-    one line and 1, ctrl-C or SIGTERM one line (where the run folder is, and --resume) and
+    or a failed write one line and 1, ctrl-C or SIGTERM one line (where the run folder is, and --resume) and
     130 / 143, never a stack trace."""
     name = prog or (sys.argv[0] if sys.argv and sys.argv[0] else "train.py")
     previous = None
@@ -141,6 +175,11 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
         sys.exit(2)
     except Diverged as error:   # NaN / inf in training: a failed run, not a usage error
         print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:    # a full disk, a read-only folder: a failed run, in one line
+        if not is_write_failure(error):
+            raise
+        print(write_failed_line(name, error), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)

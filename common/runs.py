@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ except ImportError:   # Windows: no advisory locks; run folders are not locked t
 
 import torch
 
-from common.cli import Diverged, UsageError
+from common.cli import Diverged, UsageError, WriteFailed, is_write_failure
 from common.config import RUN_META_KEY, load_config_file
 
 SUMMARY_KEYS = ("env_steps", "test_steps", "final_return", "best_return", "wall_seconds")
@@ -247,10 +248,7 @@ class CsvLog:
         self.fieldnames = rows[0]
         kept = rows[: 1 + keep_rows]
         self.rows_written = len(kept) - 1
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.path)
+        replace_atomically(self.path, lambda f: csv.writer(f).writerows(kept), newline="")
 
     def write(self, row: Mapping[str, Any]) -> None:
         if self.fieldnames is None:
@@ -290,10 +288,33 @@ def save_checkpoint(state: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (RuntimeError, OSError) as error:   # torch.save's writer turns a full disk into a RuntimeError
+        if not (is_write_failure(error) if isinstance(error, OSError) else _torch_write_error(path, error)):
+            raise
+        raise WriteFailed(f"cannot write {path} ({_why_unwritable(path, error)})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _torch_write_error(path: Path, error: RuntimeError) -> bool:
+    """torch.save's zip writer failing on the file (not, say, an unpicklable object)."""
+    text = str(error)
+    return "unexpected pos" in text or "file write failed" in text or _low_on_space(path)
+
+
+def _low_on_space(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        return False
+
+
+def _why_unwritable(path: Path, error: BaseException) -> str:
+    if _low_on_space(path):
+        return "no space left on device"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def verify_checkpoint(path: str | Path) -> None:
@@ -428,10 +449,23 @@ def write_run_config(folder: str | Path, config: Mapping[str, Any]) -> Path:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, default=_plain) + "\n"
+    replace_atomically(path, lambda f: f.write(text))
+
+
+def replace_atomically(path: str | Path, write, mode: str = "w", **open_kwargs) -> None:
+    """Write `path` through `write(file)` into `.NAME.tmp` beside it, then os.replace: readers see
+    the old file or the new one, never half of one; a failed write (a full disk) leaves the old
+    file as it was and removes the temporary one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -41,6 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.cli import ArgumentParser, UsageError, run_main  # noqa: E402
+from common.runs import replace_atomically  # noqa: E402
 from optim4rl.logs import (LOG_FILE, final_return, is_finished_log, read_finish_info,  # noqa: E402
                            read_results_csv)
 from optim4rl.sweeper import CONFIGS_DIR, Sweeper, find_config  # noqa: E402
@@ -185,12 +185,11 @@ def write_results(path: str | Path, rows: list[dict]) -> Path:
     header: list[str] = []
     for row in rows:
         header += [key for key in row if key not in header]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    def write(f):
         writer = csv.DictWriter(f, fieldnames=header, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+    replace_atomically(path, write, newline="")
     return path
 
 

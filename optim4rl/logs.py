@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from common.cli import UsageError
 from common.config import RUN_META_KEY
-from common.runs import SUMMARY_KEYS, run_id_of, write_json_atomic, write_run_config
+from common.runs import SUMMARY_KEYS, replace_atomically, run_id_of, write_json_atomic, write_run_config
 
 LOG_FILE = "log.txt"
 RESULT_COLUMNS = ("Env", "Agent", "Step", "Return")
@@ -285,12 +285,7 @@ def write_collection_outputs(log_dir: str | Path, rows: Sequence[Mapping[str, An
 
 # -- helpers ------------------------------------------------------------------------------------
 def _write_csv_atomic(path: Path, header: list[str], table: list[list]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(table)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda f: csv.writer(f).writerows([header, *table]), newline="")
 
 
 def _cell(value: Any) -> Any:

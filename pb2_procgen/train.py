@@ -373,11 +373,11 @@ def main(argv=None) -> None:
             raise
     summary.update(env=config["env"], search=config["search"], cat_exp=config["cat_exp"],
                    seed=config["seed"])
-    run.write_summary(summary)
-    if not args.no_plots:
+    if not args.no_plots:   # before the summary: a finished summary is the run's last write
         from pb2_procgen.plots import plot_run
 
         plot_run(run.path)
+    run.write_summary(summary)
     print(f"{config['search']}/{config['cat_exp']} on {config['env']}: best final return "
           f"{summary['best_return']:.4g} (mean {summary['mean_final_return']:.4g}), "
           f"{summary['env_steps']} env steps, {summary['wall_seconds']:.0f}s -> {run.path}")

@@ -434,11 +434,11 @@ def main(argv=None) -> None:
             summary = run_baseline(config, run, state, buffer, env, test_env, checkpoint_of)
         export_policy(run.path / ELITE_FILE, state["agent"], config, env)
     summary.update(algorithm=config["algorithm"], env=config["env"], seed=config["seed"])
-    run.write_summary(summary)
-    if not args.no_plots:
+    if not args.no_plots:   # before the summary: a finished summary is the run's last write
         from searl.plots import plot_run
 
         plot_run(run.path)
+    run.write_summary(summary)
     print(f"{config['algorithm']} on {config['env']}: final return {summary['final_return']:.1f}, "
           f"best {summary['best_return']:.1f}, {summary['env_steps']} env steps, "
           f"{summary['wall_seconds']:.0f}s -> {run.path}")

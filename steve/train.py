@@ -25,6 +25,7 @@ import argparse
 import copy
 import csv
 import json
+import shutil
 import os
 import sys
 import time
@@ -569,6 +570,45 @@ def check_resume(args, cfg: dict, out: Path) -> dict:
     return saved_run
 
 
+def restartable(out: Path, cfg: dict, args) -> bool:
+    """Whether `out` holds only an earlier start of this same run (config, seed, --corrupt-model,
+    --compile) that was stopped before its first backup: nothing to resume and nothing to lose, so
+    the same command starts it afresh instead of refusing the folder."""
+    checkpoints, logs = out / cfg["save_model_path"], out / cfg["log_path"]
+    if not out.is_dir() or (checkpoints / "backup.pt").exists():
+        return False
+    allowed = {"config.json": Path.is_file, "metrics.csv": Path.is_file, checkpoints.name: Path.is_dir,
+               logs.name: Path.is_dir}
+    if any(not (_half_written(e) or (e.name in allowed and allowed[e.name](e))) for e in out.iterdir()):
+        return False
+    if checkpoints.is_dir() and any(not (_half_written(e) or e.name in ("valuerl.pt", "worldmodel.pt"))
+                                    for e in checkpoints.iterdir()):
+        return False
+    if logs.is_dir() and any(not (e.is_file() and e.suffix in (".json", ".log", ".csv")) for e in logs.iterdir()):
+        return False
+    if not (out / "config.json").is_file():   # killed before config.json: no log line can be there yet
+        return not (out / "metrics.csv").exists() and not (logs.is_dir() and any(logs.iterdir()))
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        saved_run = saved.pop("_run", None) or {}
+        now = json.loads(json.dumps({**cfg, "output_root": saved.get("output_root")}))
+        flags = (saved_run.get("seed"), saved_run.get("corrupt_model"), bool(saved_run.get("compile")))
+        return saved == now and flags == (args.seed if args.seed is not None else 0, args.corrupt_model or 0.0,
+                                          args.compile)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _half_written(entry: Path) -> bool:
+    """A temporary file of an atomic write (`.NAME.tmp`, `.NAME.tmp-PID`)."""
+    return entry.is_file() and entry.name.startswith(".") and ".tmp" in entry.name
+
+
+def clear_folder(out: Path) -> None:
+    for entry in out.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
 def _first_difference(a, b, prefix: str = "") -> str:
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
@@ -600,8 +640,11 @@ def main(argv=None) -> None:
         if not args.smoke and _saved_run(out).get("smoke"):   # a smoke run continues as one
             args.smoke, cfg = True, resolve_experiment(args, True)
         saved_run = check_resume(args, cfg, out)
-    elif out.exists():
+    elif out.exists() and not restartable(out, cfg, args):
         raise UsageError(f"{out} already exists; continue it with --resume or choose another --output-root")
+    elif out.exists():   # an earlier start of this same run, killed before its first backup
+        lock_run_dir(out)   # taken before anything is cleared: a live run's folder is never touched
+        clear_folder(out)
     else:
         check_out_dir(out)   # a writable place, before anything is written
     seed = args.seed if args.seed is not None else (saved_run or {}).get("seed", 0)
@@ -656,11 +699,12 @@ def main(argv=None) -> None:
     finally:
         if run.concurrent:
             run.concurrent.close()
-    write_summary(run, out, cfg, last, seed, time.time() - started, str(device))
-    if not args.no_plots:
+    seconds = time.time() - started
+    if not args.no_plots:   # before the summary: a finished summary is the run's last write
         from steve.plots import plot_run
 
         plot_run(out)
+    write_summary(run, out, cfg, last, seed, seconds, str(device))
 
 
 def start_learner_processes(run: Run, cfg: dict, seed: int, corrupt: float, out: Path) -> None:

@@ -245,11 +245,11 @@ def main(argv=None) -> None:
                "env": config["env"], "agent": config["agent"], "mode": config["mode"],
                "seed": config["seed"], "score_meaning": nes.score_meaning(config),
                "non_finite_scores": state.non_finite_scores}
-    run.write_summary(summary)
-    if not args.no_plots:
+    if not args.no_plots:   # before the summary: a finished summary is the run's last write
         from synthetic_envs.plots import plot_run
 
         plot_run(run.path)
+    run.write_summary(summary)
     print(f"NES {config['kind']} on {config['env']} ({config['agent']}"
           + (f", mode {config['mode']}" if config["kind"] == "rn" else "")
           + f"): proxy score {summary['final_return']:.4g}, best {state.best_score:.4g} "

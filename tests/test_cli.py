@@ -146,3 +146,26 @@ def test_an_interrupted_run_without_a_checkpoint_says_there_is_nothing_to_resume
             path.unlink()
     finally:
         runs.unlock_run_dir(folder)
+
+
+def test_a_failed_write_is_one_line_and_exit_1_and_other_os_errors_are_not_swallowed(capsys):
+    import errno
+
+    import pytest
+
+    from common.cli import run_main
+
+    def full_disk(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.csv")
+
+    with pytest.raises(SystemExit) as stop:
+        run_main(full_disk, [], prog="train.py")
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.count("\n") == 1, err
+    assert err.startswith("train.py: error: cannot write runs/x/metrics.csv (no space left on device)")
+
+    def missing(argv):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
+
+    with pytest.raises(FileNotFoundError):   # a bug, not a full disk: the traceback stays
+        run_main(missing, [], prog="train.py")

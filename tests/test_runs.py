@@ -372,3 +372,32 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path):
     (run.path / "config.json").unlink()
     with pytest.raises(UsageError, match="changed or removed"):
         RunDir(run.path, resume=True).load_checkpoint()
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    import errno
+
+    from common.cli import WriteFailed
+    from common.runs import replace_atomically, save_checkpoint, write_json_atomic
+
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"status": "running"})
+
+    def fails(f):
+        f.write("{half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        replace_atomically(path, fails)
+    assert json.loads(path.read_text()) == {"status": "running"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+    class Unsaveable:   # torch.save reports a full disk as a RuntimeError from its writer
+        def __reduce__(self):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    save_checkpoint({"step": 1}, tmp_path / "latest.pt")
+    with pytest.raises(WriteFailed, match="cannot write .*latest.pt"):
+        save_checkpoint({"step": 2, "bad": Unsaveable()}, tmp_path / "latest.pt")
+    assert torch.load(tmp_path / "latest.pt")["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt", "summary.json"]

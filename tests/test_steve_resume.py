@@ -226,3 +226,31 @@ def test_a_few_hundred_frames_on_cuda(tmp_path):
     gpu = train(PENDULUM.format("steve"), "0", "--smoke", "--frames", "600", "--no-plots",
                 "--out-dir", str(tmp_path / "gpu_id"))
     assert gpu.returncode == 0 and json.loads((tmp_path / "gpu_id" / "summary.json").read_text())["device"] == "cuda:0"
+
+
+def test_a_start_killed_before_its_first_backup_is_started_afresh_by_the_same_command(tmp_path):
+    """Issue 34 item 2: config.json, logs, metrics rows and policy checkpoints but no backup.pt
+    (a kill before the first backup) -> the same command starts afresh; another seed or config,
+    or any other file there, is still refused with the folder untouched."""
+    common = [PENDULUM.format("ddpg"), "--smoke", "--frames", "300", "--eval-every", "100", "--no-plots"]
+    base = [*common, "--seed", "4"]
+    whole, stuck = tmp_path / "whole", tmp_path / "stuck"
+    main([*base, "--out-dir", str(whole)])
+    shutil.copytree(whole, stuck)
+    (stuck / "checkpoints" / "backup.pt").unlink()   # as if killed before its first backup
+    (stuck / "summary.json").unlink()
+    (stuck / "checkpoints" / ".backup.pt.tmp-123").write_bytes(b"half")
+    kept = files(stuck)
+    for other in ([*common, "--seed", "5"], [*base, "--set", "policy_config.batch_size=64"]):
+        with pytest.raises(UsageError, match="already exists"):
+            main([*other, "--out-dir", str(stuck)])
+    (stuck / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already exists"):
+        main([*base, "--out-dir", str(stuck)])
+    (stuck / "notes.txt").unlink()
+    assert files(stuck) == kept
+    unlock_run_dir(whole)
+    main([*base, "--out-dir", str(stuck)])   # the same command: a fresh start, the same run
+    assert rows(stuck / "metrics.csv") == rows(whole / "metrics.csv")
+    assert not (stuck / "checkpoints" / ".backup.pt.tmp-123").exists()
+    assert json.loads((stuck / "summary.json").read_text())["status"] == "finished"
