@@ -128,9 +128,11 @@ class WorkerPool:
         if not any(obj is shared for obj in self._shared_objects):
             self._shared_objects.append(shared)
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
+        """Stop the pool; `cancel` drops the jobs not yet started (after ctrl-C or an error, so
+        the run does not first work through the rest of a population's queue)."""
         if self._executor is not None:
-            self._executor.shutdown()
+            self._executor.shutdown(wait=True, cancel_futures=cancel)
             self._executor = None
         for obj in self._shared_objects:
             obj.release_shared_memory()
@@ -142,8 +144,8 @@ class WorkerPool:
     def __enter__(self) -> "WorkerPool":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(cancel=exc_type is not None)
 
 
 def parallel_map(fn: Callable, items: Iterable, workers: int = 1, backend: str = "serial",
