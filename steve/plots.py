@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 if __package__ in (None, ""):  # run as a script: make this paper's package and common/ importable
@@ -204,7 +205,15 @@ def figure_compare(run_dirs) -> plt.Figure:
     return fig
 
 
+def _frames_in_thousands(fig: plt.Figure) -> None:
+    """'50k' instead of '50000' on every frames axis: long runs' tick labels otherwise collide."""
+    for ax in fig.axes:
+        if ax.get_xlabel() == "env frames" and ax.get_xlim()[1] >= 10_000:
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
+    _frames_in_thousands(fig)
     try:
         fig.savefig(path, dpi=110)
     except OSError as error:

@@ -45,7 +45,7 @@ UNBACKED_FIGURES: dict[str, str] = {}
 HC_ALGOS = (("ddpg", "DDPG"), ("mve_tdk", "MVE (TD-k)"), ("steve_full", "STEVE, full routing"))
 HC_MARKS = (50_000, 100_000, 150_000, 200_000)   # the curve table's frames
 HC_LEVELS = (1000, 2000, 3000)                   # "first evaluation at or above"
-HC_EARLY = 100_000                               # "mean greedy return over the evaluations up to 100k"
+HC_EARLY = (50_000, 100_000)                     # "mean greedy return over the evaluations up to ..."
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -218,8 +218,21 @@ def _minutes(run: dict) -> str:
     return f"{run['summary']['wall_seconds'] / 60:.0f} min"
 
 
-def _early_mean(run: dict) -> float:
-    return _mean(score for frames, score in zip(run["frames"], run["score"]) if frames <= HC_EARLY)
+def _early_mean(run: dict, until: int) -> float:
+    return _mean(score for frames, score in zip(run["frames"], run["score"]) if frames <= until)
+
+
+def _ahead_from(leader: dict, other: dict) -> int | None:
+    """The first evaluation from which `leader` is above `other` at every later evaluation too."""
+    pairs = [(f, a, b) for f, a in zip(leader["frames"], leader["score"])
+             for g, b in zip(other["frames"], other["score"]) if f == g]
+    start = None
+    for frames, a, b in pairs:
+        if a > b:
+            start = frames if start is None else start
+        else:
+            start = None
+    return start
 
 
 def _calibration(run: dict) -> tuple[float, float] | None:
@@ -267,14 +280,20 @@ def halfcheetah_text() -> str:
         return f"{len(r)} seed{'s' * (len(r) > 1)}"
 
     ends = ", ".join(f"{labels[a]} {_num(_mean(r[s]['score'][-1] for s in r))} ({seeds(r)})" for a, r in runs.items())
-    early = ", ".join(f"{labels[a]} {_num(_mean(_early_mean(run) for run in r.values()))}" for a, r in runs.items())
+    early = "; ".join(f"up to {until // 1000}k: " + ", ".join(
+        f"{labels[a]} {_num(_mean(_early_mean(run, until) for run in r.values()))}" for a, r in runs.items())
+        for until in HC_EARLY)
     text = (f"Greedy return at the last evaluation, mean over seeds: {ends}. Mean greedy return over the "
-            f"evaluations up to {HC_EARLY // 1000}k frames, mean over seeds: {early}.")
+            f"evaluations {early} (mean over seeds).")
     if "ddpg" in runs and "steve_full" in runs:
         common = sorted(set(runs["ddpg"]) & set(runs["steve_full"]))
         ahead = [s for s in common if runs["steve_full"][s]["score"][-1] > runs["ddpg"][s]["score"][-1]]
         text += (f" STEVE (full routing) ends above DDPG on {len(ahead)} of {len(common)} seeds"
                  + (f" (seed{'s' * (len(ahead) > 1)} {', '.join(map(str, ahead))})" if ahead else "") + ".")
+        lead = [_ahead_from(runs["ddpg"][s], runs["steve_full"][s]) for s in common]
+        text += (" DDPG is above STEVE at every evaluation from "
+                 + ", ".join(f"{_k(f)} (seed {s})" if f is not None else f"no evaluation (seed {s}: STEVE is level or ahead at the last)"
+                             for s, f in zip(common, lead)) + " frames on.")
         lo, hi = _model_use_range(runs["steve_full"])
         calib = [c for r in runs["steve_full"].values() for c in r["calib_state_1"] if c is not None]
         text += (f" Its model use stayed between {lo:.2f} and {hi:.2f}; the world model's one-step state "
