@@ -570,6 +570,20 @@ def check_resume(args, cfg: dict, out: Path) -> dict:
     return saved_run
 
 
+def check_logs_kept(out: Path, cfg: dict, sizes: dict, speedrun: bool) -> None:
+    """--resume cuts every log back to its length at the backup; a log that is shorter now (deleted,
+    emptied, cut) would lose its history silently (or be padded with NUL bytes): one line, exit 2."""
+    paths = log_paths(out, cfg)
+    for key, size in sizes.items():
+        if speedrun and key in ("value", "world"):   # the learner processes' own logs, racing
+            continue
+        have = paths[key].stat().st_size if paths[key].is_file() else None
+        if size and (have is None or have < size):
+            raise UsageError(f"--resume: {paths[key]} " + ("is missing" if have is None else f"holds {have} bytes")
+                             + f", the backup expects at least {size} (restore it, or start a new run in "
+                             "another --out-dir)")
+
+
 def restartable(out: Path, cfg: dict, args) -> bool:
     """Whether `out` holds only an earlier start of this same run (config, seed, --corrupt-model,
     --compile) that was stopped before its first backup: nothing to resume and nothing to lose, so
@@ -662,6 +676,8 @@ def main(argv=None) -> None:
         raise UsageError(f"{backup_path} was written by an older steve/train.py (no env or log positions); "
                          "it cannot continue exactly: start a new run in another --out-dir")
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
+    if saved is not None:
+        check_logs_kept(out, cfg, saved["logs"], speedrun)
     compile = args.compile or bool((saved_run or {}).get("compile"))
     if compile and (speedrun or corrupt):
         raise UsageError("--compile is for the one-process layout without --corrupt-model "

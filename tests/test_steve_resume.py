@@ -254,3 +254,23 @@ def test_a_start_killed_before_its_first_backup_is_started_afresh_by_the_same_co
     assert rows(stuck / "metrics.csv") == rows(whole / "metrics.csv")
     assert not (stuck / "checkpoints" / ".backup.pt.tmp-123").exists()
     assert json.loads((stuck / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied", "cut"])
+def test_resume_refuses_a_metrics_file_or_log_shorter_than_the_backup_expects(tmp_path, damage):
+    """Issue 34 item 4: a deleted, emptied or cut metrics.csv (or log) was padded with NUL bytes
+    and the run went on; now one line, exit 2, nothing written."""
+    out = tmp_path / "run"
+    base = [PENDULUM.format("ddpg"), "--smoke", "--frames", "300", "--eval-every", "100", "--no-plots"]
+    main([*base, "--out-dir", str(out)])
+    unlock_run_dir(out)
+    metrics = out / "metrics.csv"
+    if damage == "deleted":
+        metrics.unlink()
+    else:
+        metrics.write_bytes(b"" if damage == "emptied" else metrics.read_bytes()[:40])
+    kept = files(out)
+    result = run_in_process("steve.train", *base, "--frames", "600", "--resume", "--out-dir", str(out))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "metrics.csv" in result.stderr and "the backup expects" in result.stderr
+    assert files(out) == kept
