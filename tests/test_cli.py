@@ -80,6 +80,14 @@ def test_a_diverged_run_is_one_line_and_exit_status_1():
     assert result.stderr == "train.py: error: training diverged at env step 1200: critic loss is not finite\n"
 
 
+def _as_a_terminal_would() -> None:
+    """ctrl-C's default action in the run, as a shell gives a foreground job: a test session
+    started in the background (`pytest ... &` in a script) inherits SIGINT ignored, and the run
+    would then never see the ctrl-C this test sends."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_a_run(tmp_path, command: list[str], checkpoint: str, how: str):
     """Start a real run, wait for its first checkpoint, stop it as a terminal would (ctrl-C: SIGINT
     to the whole process group, pool workers included) or as a scheduler would (SIGTERM to the
@@ -93,7 +101,7 @@ def _interrupt_a_run(tmp_path, command: list[str], checkpoint: str, how: str):
     proc = subprocess.Popen([sys.executable, str(ROOT / command[0]), *command[1:], "--out-dir", str(out)],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_a_terminal_would)
     deadline = time.time() + 120
     while not (out / checkpoint).is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
