@@ -61,7 +61,8 @@ def write_failed_line(name: str, error: OSError) -> str:
     from common import runs   # here, not at the top: common.runs imports this module
     reason = (error.strerror or str(error)).lower()
     what = (str(error) if isinstance(error, WriteFailed) else
-            f"cannot write {error.filename} ({reason})" if error.filename else f"a write failed ({reason})")
+            f"cannot {'access' if error.errno in DENIED_ERRNOS else 'write'} {error.filename} ({reason})"
+            if error.filename else f"a write failed ({reason})")
     folders = [str(path) for path in runs._LOCKS]
     if folders and any(has_checkpoint(folder) for folder in folders):
         return (f"{name}: error: {what}; the last checkpoint in {folders[0]} is whole: make room and run "
