@@ -73,7 +73,7 @@ class RunDir:
         lock_run_dir(self.path)   # before clearing: a live run's folder is refused here
         if restart:   # the earlier start's files, and half-written temporary files
             for entry in [*self.path.iterdir(), *self.checkpoints.iterdir()]:
-                if entry.name in RESTARTABLE_FILES or _temporary(entry):
+                if entry.name in RESTARTABLE_FILES or is_temporary(entry):
                     entry.unlink()
 
     # -- config and summary ---------------------------------------------------------------------
@@ -367,11 +367,11 @@ def restartable(path: str | Path, config: Mapping[str, Any]) -> bool:
     checkpoints = path / "checkpoints"
     if not path.is_dir() or (checkpoints / CHECKPOINT).exists():
         return False
-    if any(entry.name not in RESTARTABLE_FILES + ("checkpoints",) and not _temporary(entry)
+    if any(entry.name not in RESTARTABLE_FILES + ("checkpoints",) and not is_temporary(entry)
            for entry in path.iterdir()):
         return False
     if checkpoints.exists() and (not checkpoints.is_dir() or
-                                 not all(_temporary(entry) for entry in checkpoints.iterdir())):
+                                 not all(is_temporary(entry) for entry in checkpoints.iterdir())):
         return False
     if not (path / "config.json").is_file():   # killed before config.json: only logs could be there
         return not any((path / name).exists() for name in RESTARTABLE_FILES)
@@ -383,7 +383,7 @@ def restartable(path: str | Path, config: Mapping[str, Any]) -> bool:
         return False
 
 
-def _temporary(entry: Path) -> bool:
+def is_temporary(entry: Path) -> bool:
     """A half-written file of an atomic write (`.NAME.tmp`, `.NAME.tmp-PID`)."""
     return entry.is_file() and entry.name.startswith(".") and ".tmp" in entry.name
 

@@ -44,7 +44,7 @@ from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E
 from common.config import SEED  # noqa: E402
 from common.device import flush_denormals, resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
-from common.runs import (check_out_dir, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
+from common.runs import (check_out_dir, is_temporary, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
                          run_id_of, save_checkpoint, versions, write_divergence, write_json_atomic)
 from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
 from steve.models import calibration  # noqa: E402
@@ -593,9 +593,9 @@ def restartable(out: Path, cfg: dict, args) -> bool:
         return False
     allowed = {"config.json": Path.is_file, "metrics.csv": Path.is_file, checkpoints.name: Path.is_dir,
                logs.name: Path.is_dir}
-    if any(not (_half_written(e) or (e.name in allowed and allowed[e.name](e))) for e in out.iterdir()):
+    if any(not (is_temporary(e) or (e.name in allowed and allowed[e.name](e))) for e in out.iterdir()):
         return False
-    if checkpoints.is_dir() and any(not (_half_written(e) or e.name in ("valuerl.pt", "worldmodel.pt"))
+    if checkpoints.is_dir() and any(not (is_temporary(e) or e.name in ("valuerl.pt", "worldmodel.pt"))
                                     for e in checkpoints.iterdir()):
         return False
     if logs.is_dir() and any(not (e.is_file() and e.suffix in (".json", ".log", ".csv")) for e in logs.iterdir()):
@@ -611,11 +611,6 @@ def restartable(out: Path, cfg: dict, args) -> bool:
                                           args.compile)
     except (OSError, ValueError, TypeError, AttributeError):
         return False
-
-
-def _half_written(entry: Path) -> bool:
-    """A temporary file of an atomic write (`.NAME.tmp`, `.NAME.tmp-PID`)."""
-    return entry.is_file() and entry.name.startswith(".") and ".tmp" in entry.name
 
 
 def clear_folder(out: Path) -> None:

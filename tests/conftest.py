@@ -29,3 +29,17 @@ def keep_subnormals():
     (common.device.flush_denormals); the next test starts without it, as a new process would."""
     yield
     torch.set_flush_denormal(False)
+
+
+@pytest.fixture
+def broken_compiler(monkeypatch):
+    """torch.compile failing as it does without a C++ compiler (at the first call), with
+    common.compiling's process-wide fallback flag reset."""
+    from common import compiling
+
+    def broken_compile(fn):
+        def call(*args, **kwargs):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return call
+    monkeypatch.setattr(compiling.torch, "compile", broken_compile)
+    monkeypatch.setattr(compiling, "_EAGER_ONLY", [])

@@ -272,16 +272,8 @@ def _trained_parameters(population, compile, updates=12):
                        for p in net.parameters()]) for ind in population]
 
 
-def test_compile_falls_back_to_eager_in_one_line_where_compiling_fails(monkeypatch, capsys):
+def test_compile_falls_back_to_eager_in_one_line_where_compiling_fails(broken_compiler, capsys):
     """No C++ compiler (or any other failure inside torch.compile): the same numbers as eager."""
-    from common import compiling
-
-    def broken_compile(fn):
-        def call(*args, **kwargs):
-            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
-        return call
-    monkeypatch.setattr(compiling.torch, "compile", broken_compile)
-    monkeypatch.setattr(compiling, "_EAGER_ONLY", [])
     population = grown_population()
     eager = _trained_parameters(population, compile=False)
     fallen_back = _trained_parameters(population, compile=True)
