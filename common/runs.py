@@ -71,10 +71,10 @@ class RunDir:
         except OSError as error:
             raise UsageError(f"cannot create run folder {self.path}: {error.strerror}") from None
         lock_run_dir(self.path)   # before clearing: a live run's folder is refused here
-        if restart:   # the earlier start's files, and half-written temporary files
-            for entry in [*self.path.iterdir(), *self.checkpoints.iterdir()]:
-                if entry.name in RESTARTABLE_FILES or is_temporary(entry):
-                    entry.unlink()
+        for entry in [*self.path.iterdir(), *self.checkpoints.iterdir()]:
+            # half-written files of a run killed while writing one; a restart: the earlier start's files
+            if is_temporary(entry) or (restart and entry.name in RESTARTABLE_FILES):
+                entry.unlink()
 
     # -- config and summary ---------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -116,29 +116,50 @@ class RunDir:
     def save_checkpoint(self, state: Any, name: str = CHECKPOINT) -> Path:
         """Atomically; a dict state also records config.json's hash, so that --resume can tell
         whether the config was edited since (load_checkpoint)."""
-        if isinstance(state, dict) and (self.path / "config.json").is_file():
-            state = {**state, CONFIG_HASH_KEY: _file_hash(self.path / "config.json")}
-        return save_checkpoint(state, self.checkpoints / name)
+        return save_checkpoint(seal_checkpoint(state, self.path), self.checkpoints / name)
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
         """The state save_checkpoint wrote; an edited config.json since then is one line (the
         run would otherwise continue under a config that no longer describes it)."""
-        state = load_checkpoint(self.checkpoints / name, map_location)
-        if isinstance(state, dict) and CONFIG_HASH_KEY in state:
-            saved = state.pop(CONFIG_HASH_KEY)
-            config = self.path / "config.json"
-            if not config.is_file() or _file_hash(config) != saved:
-                raise UsageError(f"--resume: {config} was changed or removed since the checkpoint; "
-                                 f"restore it (a run continues under the config it started with), "
-                                 f"or start a new run in another --out-dir")
-        return state
+        path = self.checkpoints / name
+        return unseal_checkpoint(load_checkpoint(path, map_location), self.path, path)
 
 
-CONFIG_HASH_KEY = "_config_sha256"   # in a RunDir checkpoint: config.json's hash at that time
+CONFIG_HASH_KEY = "_config_sha256"   # in a run's checkpoint: its config.json's hash at that time
 
 
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def seal_checkpoint(state: Mapping[str, Any], folder: str | Path) -> dict:
+    """`state` plus the SHA-256 of `folder`/config.json (which holds the run's id), written
+    before the run's first checkpoint: unseal_checkpoint tells by it whether a checkpoint is
+    this run's and whether config.json was edited since."""
+    config = Path(folder) / "config.json"
+    if not isinstance(state, Mapping) or not config.is_file():
+        raise ValueError(f"a checkpoint is a dict saved after {config} is written")
+    return {**state, CONFIG_HASH_KEY: _file_hash(config)}
+
+
+def unseal_checkpoint(state: Any, folder: str | Path, path: str | Path) -> dict:
+    """The state seal_checkpoint sealed, its hash removed, after checking that `folder`'s
+    config.json is the one it was written with. Another paper's or program's file (no hash), a
+    checkpoint of another run (another config.json, so another hash) and a config.json edited
+    or removed since are each one line (UsageError, exit 2), never a traceback or a run
+    continued under a config that no longer describes it."""
+    config = Path(folder) / "config.json"
+    if not isinstance(state, dict) or CONFIG_HASH_KEY not in state:
+        raise UsageError(f"--resume: {path} is not a checkpoint of the run in {folder} (it does not record "
+                         f"the config.json it was written with: another paper's or program's file, or one "
+                         f"written before checkpoints recorded it); start a new run in another --out-dir")
+    saved = state.pop(CONFIG_HASH_KEY)
+    if not config.is_file() or _file_hash(config) != saved:
+        raise UsageError(f"--resume: {config} was changed or removed since the checkpoint {Path(path).name} "
+                         f"was written (or that checkpoint is another run's); restore the run's own "
+                         f"config.json (a run continues under the config it started with), or start a "
+                         f"new run in another --out-dir")
+    return state
 
 
 _LOCKS: dict[Path, int] = {}
@@ -406,6 +427,13 @@ def check_out_dir(path: str | Path, resume: bool = False, config: Mapping[str, A
     if path.is_dir() and any(path.iterdir()):
         raise UsageError(f"run folder {path} already holds a run; pass --resume to "
                          f"continue it, or choose another --out-dir")
+    require_writable(path)
+
+
+def require_writable(path: str | Path) -> None:
+    """`path`, or the nearest folder above it that exists, takes new files: a UsageError (one
+    line, exit 2) before anything is written otherwise (a read-only mount, /proc, a file)."""
+    path = Path(path)
     existing = path.absolute()
     while not existing.exists():
         existing = existing.parent

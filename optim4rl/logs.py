@@ -30,7 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from common.cli import UsageError
 from common.config import RUN_META_KEY
-from common.runs import SUMMARY_KEYS, replace_atomically, run_id_of, write_json_atomic, write_run_config
+from common.runs import (SUMMARY_KEYS, replace_atomically, require_writable, run_id_of, write_json_atomic,
+                         write_run_config)
 
 LOG_FILE = "log.txt"
 RESULT_COLUMNS = ("Env", "Agent", "Step", "Return")
@@ -106,6 +107,7 @@ def prepare_run_folder(path: str | Path, config: Mapping[str, Any] | None = None
         if not overwrite and (path / RESUMABLE).is_file():   # a killed meta-training: never discarded unasked
             raise UsageError(f"{path} holds this run, unfinished, with a checkpoint; pass --resume to "
                              f"continue it (or --overwrite to start it again from the beginning)")
+    require_writable(path)   # a read-only folder: one line, exit 2, before anything is written
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

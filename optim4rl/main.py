@@ -30,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: make this paper's package and 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import ArgumentParser, Diverged, UsageError, run_main  # noqa: E402
-from common.runs import load_checkpoint, lock_run_dir, require_finite, save_checkpoint, write_divergence  # noqa: E402
+from common.runs import (is_temporary, load_checkpoint, lock_run_dir, require_finite, save_checkpoint,  # noqa: E402
+                         seal_checkpoint, unseal_checkpoint, write_divergence)
 from common.config import (AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, Range, check_ranges,  # noqa: E402
                            coerce_value, parse_overrides)
 from common.device import resolve_device  # noqa: E402
@@ -244,9 +245,10 @@ def run_meta_a2c(cfg: dict, log_dir: Path, logger, checkpoint: dict | None = Non
         if save_every and t % save_every == 0:
             save_meta_params(lopt, str(log_dir / f"param_{t}.pt"))
         if t % every == 0 and t < iterations:
-            save_checkpoint({"meta": meta.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
-                             "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - started},
-                            log_dir / CHECKPOINT)
+            state = {"meta": meta.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
+                     "torch_threads": torch.get_num_threads(), "wall_seconds": time.time() - started,
+                     "log_bytes": (log_dir / logs.LOG_FILE).stat().st_size}   # --resume cuts the log back to here
+            save_checkpoint(seal_checkpoint(state, log_dir), log_dir / CHECKPOINT)
     save_meta_params(lopt, str(log_dir / "param.pt"))
     for name in names:
         logs.write_results_csv(logs.result_file(log_dir, name),
@@ -460,6 +462,9 @@ def main(argv=None, prog: str = "optim4rl/main.py") -> None:
         log_dir = logs.make_log_dir(args.logs_root, sweeper.config_name, config_idx, overwrite=args.overwrite,
                                     config=cfg)
     lock_run_dir(log_dir)
+    for entry in log_dir.iterdir():   # half-written files of a run killed while writing one
+        if is_temporary(entry):
+            entry.unlink()
     if checkpoint is None:
         (log_dir / CHECKPOINT).unlink(missing_ok=True)   # --overwrite: the old run's state is not this one's
         logs.write_config(log_dir, cfg)
@@ -498,9 +503,25 @@ def resume_checkpoint(log_dir: Path, cfg: dict, args) -> dict:
     if not (log_dir / CHECKPOINT).is_file():
         raise UsageError(f"--resume: no {CHECKPOINT} in {log_dir} (a run writes one every --checkpoint-every "
                          f"meta-iterations); start it without --resume")
+    # a damaged checkpoint, another run's or an edited config.json: one line, exit 2
+    checkpoint = unseal_checkpoint(load_checkpoint(log_dir / CHECKPOINT), log_dir, log_dir / CHECKPOINT)
     if not logs.holds_same_run(log_dir, cfg):
         raise UsageError(f"--resume: {log_dir} holds another run (its config.json is not this command's config)")
-    return load_checkpoint(log_dir / CHECKPOINT)
+    cut_log_back(log_dir / logs.LOG_FILE, checkpoint["log_bytes"])
+    return checkpoint
+
+
+def cut_log_back(log_file: Path, size: int) -> None:
+    """log.txt as it was at the checkpoint: the lines of the iterations after it are logged again
+    by the resumed run. A log shorter than that (deleted, emptied, cut) would lose its history
+    without a word: one line, exit 2, nothing written."""
+    have = log_file.stat().st_size if log_file.is_file() else None
+    if have is None or have < size:
+        raise UsageError(f"--resume: {log_file} " + ("is missing" if have is None else f"holds {have} bytes")
+                         + f", the checkpoint expects at least {size} (restore it, or start a new run in "
+                         "another --out-dir)")
+    with open(log_file, "r+b") as f:
+        f.truncate(size)
 
 
 def write_outputs(log_dir: Path, rows: list[dict], start: float) -> None:

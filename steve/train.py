@@ -45,7 +45,8 @@ from common.config import SEED  # noqa: E402
 from common.device import flush_denormals, resolve_device, seed_everything, set_single_thread  # noqa: E402
 from common.envs import env_state, make_env, restore_env_state  # noqa: E402
 from common.runs import (check_out_dir, is_temporary, load_checkpoint, lock_run_dir, require_finite,  # noqa: E402
-                         run_id_of, save_checkpoint, versions, write_divergence, write_json_atomic)
+                         require_writable, run_id_of, save_checkpoint, seal_checkpoint, unseal_checkpoint,
+                         versions, write_divergence, write_json_atomic)
 from steve.config import apply_overrides, experiment_dir, load_config, validate_config  # noqa: E402
 from steve.models import calibration  # noqa: E402
 from steve.valuerl import ValueConfig, ValueLearner, WorldModelLearner  # noqa: E402
@@ -454,7 +455,7 @@ def backup(run: Run, out: Path, envs: list, eval_envs: list, obs: np.ndarray, fi
     state = {**run.state_dict(), "envs": [env_state(env) for env in envs],
              "eval_envs": [env_state(env) for env in eval_envs], "obs": obs.copy(),
              "logs": {key: path.stat().st_size for key, path in paths.items()}}
-    save_checkpoint(state, out / run.cfg["save_model_path"] / "backup.pt")
+    save_checkpoint(seal_checkpoint(state, out), out / run.cfg["save_model_path"] / "backup.pt")
 
 
 def log_paths(out: Path, cfg: dict) -> dict[str, Path]:
@@ -651,8 +652,9 @@ def main(argv=None) -> None:
         saved_run = check_resume(args, cfg, out)
     elif out.exists() and not restartable(out, cfg, args):
         raise UsageError(f"{out} already exists; continue it with --resume or choose another --output-root")
-    elif out.exists():   # an earlier start of this same run, killed before its first backup
+    elif out.exists():   # an earlier start of this same run (or an empty folder), killed before its first backup
         lock_run_dir(out)   # taken before anything is cleared: a live run's folder is never touched
+        require_writable(out)   # a read-only folder: one line, exit 2, before anything is written
         clear_folder(out)
     else:
         check_out_dir(out)   # a writable place, before anything is written
@@ -666,7 +668,8 @@ def main(argv=None) -> None:
     eval_envs = [make_env(cfg["env"]["name"], seed=seed + 100 + j, max_episode_steps=limit)
                  for j in range(evaluators)]
     check_env_matches(cfg, envs[0])
-    saved = load_checkpoint(backup_path) if args.resume else None   # a damaged backup: one line, exit 2
+    # a damaged backup, another run's or an edited config.json: one line, exit 2
+    saved = unseal_checkpoint(load_checkpoint(backup_path), out, backup_path) if args.resume else None
     if saved is not None and not {"envs", "logs", "actor"} <= set(saved):
         raise UsageError(f"{backup_path} was written by an older steve/train.py (no env or log positions); "
                          "it cannot continue exactly: start a new run in another --out-dir")

@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,11 +88,33 @@ def run_fixture_commands(root: Path, *extra: str) -> None:
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     run_fixture_commands(root)
+    kill_meta_training_after_its_first_checkpoint(root / "o4meta")
     for needed in ("searl/elite_policy.pt", "searl/checkpoints/latest.pt", "pb2/checkpoints/latest.pt",
                    "se/proxy.pt", "se/checkpoints/latest.pt", "steve/checkpoints/valuerl.pt",
-                   "steve/checkpoints/backup.pt", "o4/summary.json"):
+                   "steve/checkpoints/backup.pt", "o4/summary.json", "o4meta/checkpoint.pt"):
         assert (root / needed).is_file(), needed
-    return {name: root / name for name in FIXTURE_RUNS}
+    return {name: root / name for name in (*FIXTURE_RUNS, "o4meta")}
+
+
+# optim4rl's MetaA2C run (the only optim4rl agent with --resume), killed with a checkpoint written
+O4META = ("--config catch_meta --set env.num_envs=8 --set env.train_steps=240000 --checkpoint-every 1 "
+          "--out-dir {o4meta}")
+
+
+def kill_meta_training_after_its_first_checkpoint(folder: Path) -> None:
+    """{o4meta}: a MetaA2C run killed (-9) once its first checkpoint is there (checkpoints are
+    written atomically, so one that exists is whole), a second or so in."""
+    argv = O4META.replace("{o4meta}", str(folder)).split()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *argv], cwd=folder.parent,
+                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (folder / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        err = proc.communicate()[1]
+    assert (folder / "checkpoint.pt").is_file(), err[-2000:]
 
 
 # -- inputs made per case ---------------------------------------------------------------------------
@@ -125,6 +148,33 @@ def _damaged_file(runs, inputs, run: str, file: str) -> Path:
     copy = inputs / f"half_{Path(file).name}"
     shutil.copyfile(runs[run] / file, copy)
     _truncate(copy)
+    return copy
+
+
+def _foreign_checkpoint(runs, inputs, run: str, file: str, content) -> Path:
+    """A copy of a fixture run folder whose checkpoint `file` is replaced by another file:
+    `content` names another run's checkpoint ("run/path") or is an object to torch.save."""
+    copy = inputs / f"foreign_{run}"
+    shutil.copytree(runs[run], copy)
+    if isinstance(content, str):
+        other, path = content.split("/", 1)
+        shutil.copyfile(runs[other] / path, copy / file)
+    else:
+        torch.save(content, copy / file)
+    return copy
+
+
+def _edited(runs, inputs, run: str, file: str, edit) -> Path:
+    """A copy of a fixture run folder with `file` rewritten by `edit(text) -> text`, or deleted
+    (edit None)."""
+    copy = inputs / f"edited_{run}_{Path(file).name}"
+    shutil.copytree(runs[run], copy)
+    if edit is None:
+        (copy / file).unlink()
+    else:
+        text = (copy / file).read_text()
+        assert edit(text) != text, f"the edit of {file} changed nothing"
+        (copy / file).write_text(edit(text))
     return copy
 
 
@@ -187,6 +237,23 @@ INPUTS = {  # placeholder -> how to make it (runs, inputs folder, tmp_path)
     "emptymetrics_pb2": lambda r, i, t: _metrics_cut(r, i, "pb2", 0),
     "shortmetrics_se": lambda r, i, t: _metrics_cut(r, i, "se", 1),
     "damaged_se_config": lambda r, i, t: _damaged_copy(r, i, "se", "config.json"),
+    "damaged_o4meta": lambda r, i, t: _damaged_copy(r, i, "o4meta", "checkpoint.pt"),
+    # a checkpoint that is not the folder's own: another run's, or a torch file of something else
+    "foreign_searl": lambda r, i, t: _foreign_checkpoint(r, i, "searl", "checkpoints/latest.pt",
+                                                         "pb2/checkpoints/latest.pt"),
+    "foreign_pb2": lambda r, i, t: _foreign_checkpoint(r, i, "pb2", "checkpoints/latest.pt",
+                                                       {"weight": torch.zeros(3)}),
+    "foreign_se": lambda r, i, t: _foreign_checkpoint(r, i, "se", "checkpoints/latest.pt", [1, 2, 3]),
+    "foreign_steve": lambda r, i, t: _foreign_checkpoint(r, i, "steve", "checkpoints/backup.pt",
+                                                         "searl/checkpoints/latest.pt"),
+    "foreign_o4meta": lambda r, i, t: _foreign_checkpoint(r, i, "o4meta", "checkpoint.pt",
+                                                          "se/checkpoints/latest.pt"),
+    "edited_o4meta_config": lambda r, i, t: _edited(r, i, "o4meta", "config.json",
+                                                    lambda text: text.replace('"discount": 0.995', '"discount": 0.9')),
+    "edited_steve_config": lambda r, i, t: _edited(r, i, "steve", "config.json",
+                                                   lambda text: text.replace('"seed": 0', '"seed": 7')),
+    "nolog_o4meta": lambda r, i, t: _edited(r, i, "o4meta", "log.txt", None),
+    "cutlog_o4meta": lambda r, i, t: _edited(r, i, "o4meta", "log.txt", lambda text: text[:40]),
     "half_elite": lambda r, i, t: _damaged_file(r, i, "searl", "elite_policy.pt"),
     "half_valuerl": lambda r, i, t: _damaged_file(r, i, "steve", "checkpoints/valuerl.pt"),
 }
@@ -350,6 +417,7 @@ CASES = [
         "cannot read checkpoint", "latest.pt"),
     bad(ST, "resume-other-papers-run", "--resume --out-dir {pb2}", "config key"),
     bad(ST, "resume-metrics-deleted", "--resume --out-dir {nometrics_searl}", "metrics.csv is missing"),
+    bad(ST, "resume-another-runs-checkpoint", "--resume --out-dir {foreign_searl}", "another run's"),
     # searl/evaluate.py ----------------------------------------------------------------------------
     bad(SE_, "absent-run-dir", "{new}", "no exported policy"),
     bad(SE_, "other-papers-run-dir", "{pb2}", "no exported policy"),
@@ -409,6 +477,7 @@ CASES = [
         "cannot read checkpoint", "latest.pt"),
     bad(PB, "resume-other-papers-run", "--resume --out-dir {searl}", "config key"),
     bad(PB, "resume-metrics-emptied", "--resume --out-dir {emptymetrics_pb2}", "metrics.csv holds 0 rows"),
+    bad(PB, "resume-foreign-torch-file", "--resume --out-dir {foreign_pb2}", "is not a checkpoint of the run"),
     # synthetic_envs/train.py ----------------------------------------------------------------------
     bad(SEV, "near-miss-env", "--env clif --out-dir {se}", "cliff"),
     bad(SEV, "gym-id", "--env CartPole-v1 --out-dir {new}", "allowed"),
@@ -452,6 +521,7 @@ CASES = [
     bad(SEV, "resume-truncated-checkpoint", "--resume --out-dir {damaged_se}",
         "cannot read checkpoint", "latest.pt"),
     bad(SEV, "resume-other-papers-run", "--resume --out-dir {pb2}", "config"),
+    bad(SEV, "resume-list-as-checkpoint", "--resume --out-dir {foreign_se}", "is not a checkpoint of the run"),
     # synthetic_envs/evaluate.py -------------------------------------------------------------------
     bad(SEE, "absent-run-dir", "{new}", "no run folder"),
     bad(SEE, "file-as-run-dir", "{file}", "no run folder"),
@@ -502,6 +572,9 @@ CASES = [
     bad(VT, "resume-other-papers-run", f"{PENDULUM} --resume --out-dir {{searl}}", "no backup"),
     bad(VT, "resume-truncated-backup", f"{PENDULUM} --resume --out-dir {{damaged_steve}}",
         "cannot read checkpoint", "backup.pt"),
+    bad(VT, "resume-another-runs-backup", f"{PENDULUM} --resume --out-dir {{foreign_steve}}", "another run's"),
+    bad(VT, "resume-config-json-edited", f"{PENDULUM} --resume --out-dir {{edited_steve_config}}",
+        "config.json was changed"),
     bad(VT, "backup-every-0", f"{PENDULUM} --backup-every 0 --out-dir {{new}}", "--backup-every"),
     bad(VT, "set-unknown-key", f"{PENDULUM} --set policy_config.hiden_dim=3 --out-dir {{new}}", "hiden_dim"),
     bad(VT, "set-not-a-number", f"{PENDULUM} --set policy_config.batch_size=abc --out-dir {{new}}", "number"),
@@ -593,6 +666,17 @@ CASES = [
     bad(OM, "out-dir-same-run-finished", "--config catch_a2c --config_idx 1 --set env.train_steps=2000 "
         "--set env.num_envs=8 --out-dir {o4}", "finished", "--overwrite"),
     bad(OM, "out-dir-file", "--config catch_a2c --out-dir {file}", "not a folder"),
+    # a killed meta-training ({o4meta}, with its checkpoint): what --resume checks first
+    bad(OM, "resume-truncated-checkpoint", O4META.replace("{o4meta}", "{damaged_o4meta}") + " --resume",
+        "checkpoint.pt"),
+    bad(OM, "resume-another-runs-checkpoint", O4META.replace("{o4meta}", "{foreign_o4meta}") + " --resume",
+        "another run's"),
+    bad(OM, "resume-config-json-edited", O4META.replace("{o4meta}", "{edited_o4meta_config}") + " --resume",
+        "config.json was changed"),
+    bad(OM, "resume-log-deleted", O4META.replace("{o4meta}", "{nolog_o4meta}") + " --resume", "log.txt is missing"),
+    bad(OM, "resume-log-cut", O4META.replace("{o4meta}", "{cutlog_o4meta}") + " --resume", "log.txt holds 40 bytes"),
+    bad(OM, "resume-other-seed", O4META + " --seed 5 --resume", "another run"),
+    bad(OM, "rerun-without-resume", O4META, "pass --resume"),
     bad(OT, "index-0-into-another-run", "--config catch_a2c --config_idx 0 --out-dir {o4}", "another run"),
     bad(OT, "set-steps-negative", "--config catch_a2c --set env.train_steps=-5 --out-dir {new}",
         "env.train_steps"),

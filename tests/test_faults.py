@@ -1,7 +1,9 @@
 """A full disk under a run (issue 34, item 6): each paper's smoke run into a tiny tmpfs ends with
 one line naming the file and exit status 1, no traceback, no temporary file left behind, no
-"finished" summary, and a checkpoint that loads if one was written. Mounting a tmpfs needs root
-(or CAP_SYS_ADMIN): skipped where that is not allowed."""
+"finished" summary, and a checkpoint that loads if one was written. A read-only --out-dir (an
+existing, empty folder on a read-only mount, which root cannot write either) is refused before
+anything is written: one line, exit 2. Mounting a tmpfs needs root (or CAP_SYS_ADMIN): skipped
+where that is not allowed."""
 import json
 import os
 import subprocess
@@ -25,17 +27,25 @@ CASES = {
 }
 
 
-@pytest.fixture
-def tiny_disk(tmp_path, request):
-    mount_point = tmp_path / "disk"
+def mounted_tmpfs(mount_point: Path, options: str):
+    """Mount a tmpfs at `mount_point` (skip the test where that is not allowed); unmount after."""
     mount_point.mkdir()
-    size = request.param
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
                              capture_output=True, text=True) if os.geteuid() == 0 else None
     if mounted is None or mounted.returncode != 0:
         pytest.skip("mounting a tmpfs is not allowed here")
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path, request):
+    yield from mounted_tmpfs(tmp_path / "disk", f"size={request.param}")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    yield from mounted_tmpfs(tmp_path / "read-only", "ro,size=64k")
 
 
 @pytest.mark.parametrize("paper,command,tiny_disk",
@@ -57,3 +67,14 @@ def test_a_full_disk_ends_the_run_in_one_line_with_exit_1(paper, command, tiny_d
         assert json.loads(summary.read_text()).get("status") != "finished"
     for checkpoint in out.rglob("*.pt"):
         load_checkpoint(checkpoint)   # whole: an atomic write never leaves half a file
+
+
+@pytest.mark.parametrize("paper", list(CASES))
+def test_an_empty_read_only_out_dir_is_refused_before_anything_is_written(paper, read_only_folder):
+    """optim4rl and steve used to start and fail on their first write (exit 1, "make room")."""
+    command, _ = CASES[paper]
+    result = subprocess.run([sys.executable, *command, "--out-dir", str(read_only_folder)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "Powered by Stella" not in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"{command[0]}: error: cannot create run folder "), lines

@@ -248,9 +248,14 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     forgot = run_train("optim4rl", *args, "--out-dir", str(cut))                  # the same command, no --resume
     assert forgot.returncode == 2 and "--resume" in forgot.stderr, forgot.stderr     # used to restart, log and φ lost
     assert {p.name: p.read_bytes() for p in cut.iterdir()} == kept
+    (cut / ".checkpoint.pt.tmp-1").write_bytes(b"half a file")   # as a kill -9 while writing one leaves
     resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(cut), env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed after iteration" in (cut / "log.txt").read_text()
+    assert not (cut / ".checkpoint.pt.tmp-1").exists()
+    log = (cut / "log.txt").read_text()   # cut back to the checkpoint: each iteration logged once, in order
+    logged = [int(line.split("Iteration ")[1].split("/")[0]) for line in log.splitlines() if "Iteration " in line]
+    assert logged == list(range(5, 31, 5)), logged   # display_interval 5; killed after 10, checkpoint at 9
     assert "(1 torch threads, as the killed run)" in (cut / "log.txt").read_text()
     assert (cut / "result_catch.csv").read_text() == (whole / "result_catch.csv").read_text()
     a, b = (torch.load(d / "param.pt") for d in (whole, cut))
@@ -297,3 +302,32 @@ def test_meta_training_testing_and_big_maps_run_on_cuda(tmp_path):
     ppo = run_train("optim4rl", "--config", "inverted_double_pendulum_lopt", "--config_idx", "2", "--device", "cuda",
                     "--out-dir", str(tmp_path / "ppo"))
     assert ppo.returncode == 2 and "CPU only" in ppo.stderr and not (tmp_path / "ppo").exists()
+
+
+def test_meta_training_killed_before_its_first_checkpoint_restarts_with_the_same_command(tmp_path):
+    """Nothing to resume and nothing to lose: the same command starts it afresh (issue 34, item 2);
+    --resume says there is no checkpoint, and a start of another config is still refused."""
+    import os
+    import signal
+    import time
+    args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=16000",
+            "--set", "display_interval=1", "--checkpoint-every", "100"]        # 20 meta-iterations, no checkpoint
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(out)],
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and "Iteration 2/" not in ((out / "log.txt").read_text()
+                                                            if (out / "log.txt").exists() else ""):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not is_finished_log(out / "log.txt") and not (out / "checkpoint.pt").exists(), "nothing was tested"
+    resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(out))
+    assert resumed.returncode == 2 and "no checkpoint.pt" in resumed.stderr and "without --resume" in resumed.stderr
+    other = run_train("optim4rl", *args, "--seed", "5", "--out-dir", str(out))
+    assert other.returncode == 2 and "another run" in other.stderr, other.stderr
+    again = run_train("optim4rl", *args, "--out-dir", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert is_finished_log(out / "log.txt") and check_run_dir(out) == []
+    assert (out / "log.txt").read_text().count("Iteration 1/20") == 1   # a fresh log, not the killed one's

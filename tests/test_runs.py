@@ -65,6 +65,7 @@ def test_metrics_header_once_flushed_rows_and_resume_truncation(tmp_path):
         assert len(read_rows(tmp_path / "run" / "metrics.csv")) == step + 2
     assert read_rows(tmp_path / "run" / "metrics.csv")[0] == ["env_steps", "return"]
     # the run crashed after the checkpoint taken at row 2; rows 3-4 are dropped on resume
+    run.write_config({"seed": 1})
     run.save_checkpoint({"metric_rows": 2})
     resumed = RunDir(tmp_path / "run", resume=True)
     metrics = resumed.metrics(keep_rows=resumed.load_checkpoint()["metric_rows"])
