@@ -3,7 +3,8 @@
 A run folder holds everything one run produced. Starting a run never touches a folder that
 already holds files unless `--resume` was given, and `--resume` needs a checkpoint there. One
 process at a time writes a folder (lock_run_dir); a checkpoint is checked against its zip's
-CRC-32s before it is loaded (verify_checkpoint). A
+CRC-32s before it is loaded (verify_checkpoint), and a run's checkpoint records its config.json's
+hash, so --resume reads only the folder's own (seal_checkpoint / unseal_checkpoint). A
 train.py checks everything a user can get wrong (env id, config keys, budget, device) *before*
 creating its RunDir, so a failed start leaves nothing behind.
 
@@ -114,13 +115,14 @@ class RunDir:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, state: Any, name: str = CHECKPOINT) -> Path:
-        """Atomically; a dict state also records config.json's hash, so that --resume can tell
-        whether the config was edited since (load_checkpoint)."""
+        """Atomically, sealed with config.json's hash (seal_checkpoint: `state` is a dict, saved
+        after write_config), so that --resume can tell the folder's own checkpoint and whether the
+        config was edited since (load_checkpoint)."""
         return save_checkpoint(seal_checkpoint(state, self.path), self.checkpoints / name)
 
     def load_checkpoint(self, name: str = CHECKPOINT, map_location="cpu") -> Any:
-        """The state save_checkpoint wrote; an edited config.json since then is one line (the
-        run would otherwise continue under a config that no longer describes it)."""
+        """The state save_checkpoint wrote; another run's checkpoint, a file of something else, or
+        an edited config.json since then is one line (unseal_checkpoint)."""
         path = self.checkpoints / name
         return unseal_checkpoint(load_checkpoint(path, map_location), self.path, path)
 

@@ -375,6 +375,33 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path):
         RunDir(run.path, resume=True).load_checkpoint()
 
 
+def test_resume_reads_only_the_folders_own_checkpoint(tmp_path):
+    """Two runs of one config differ in config.json's run id, so in its hash: a checkpoint copied
+    from the other run, or a torch file of something else, is refused in one line."""
+    import shutil
+
+    runs = {}
+    for name in ("a", "b"):
+        runs[name] = RunDir(tmp_path / name)
+        runs[name].write_config({"seed": 1})
+        runs[name].save_checkpoint({"step": name})
+        unlock_run_dir(runs[name].path)
+    assert RunDir(runs["a"].path, resume=True).load_checkpoint() == {"step": "a"}
+    unlock_run_dir(runs["a"].path)
+    shutil.copyfile(runs["b"].checkpoints / "latest.pt", runs["a"].checkpoints / "latest.pt")
+    with pytest.raises(UsageError, match="or that checkpoint is another run's"):
+        RunDir(runs["a"].path, resume=True).load_checkpoint()
+    unlock_run_dir(runs["a"].path)
+    for foreign in ({"step": 3}, [1, 2], torch.zeros(2)):
+        torch.save(foreign, runs["a"].checkpoints / "latest.pt")
+        with pytest.raises(UsageError, match="is not a checkpoint of the run in"):
+            RunDir(runs["a"].path, resume=True).load_checkpoint()
+        unlock_run_dir(runs["a"].path)
+    with pytest.raises(ValueError, match="saved after"):   # a run writes config.json first
+        RunDir(tmp_path / "c").save_checkpoint({"step": 1})
+    unlock_run_dir(tmp_path / "c")
+
+
 def test_an_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
     import errno
 
