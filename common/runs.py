@@ -260,8 +260,13 @@ class CsvLog:
     def _truncate(self, keep_rows: int) -> None:
         """Keep the header and the first `keep_rows` rows (those logged before the checkpoint);
         a file with fewer is a UsageError: resuming would lose its history without a word."""
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:   # a folder, binary bytes, a broken row
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            raise UsageError(f"--resume: {self.path} cannot be read as a CSV ({reason}); restore it, or start "
+                             f"a new run in another --out-dir") from None
         if len(rows) < 1 + keep_rows:
             raise UsageError(f"--resume: {self.path} holds {max(len(rows) - 1, 0)} rows, the checkpoint "
                              f"expects at least {keep_rows} (restore the file, or start a new run in "

@@ -540,7 +540,7 @@ def make_budget(args, cfg: dict, saved_run: dict | None) -> dict:
 def _saved_run(out: Path) -> dict:
     try:
         return json.loads((out / "config.json").read_text()).get("_run") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, ValueError, AttributeError):   # ValueError: JSON or UTF-8 decoding
         return {}
 
 
@@ -549,8 +549,10 @@ def check_resume(args, cfg: dict, out: Path) -> dict:
     saved_path = out / "config.json"
     try:
         saved = json.loads(saved_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise UsageError(f"--resume: {saved_path} is missing or damaged; this is not a steve run folder") from None
+    except (OSError, ValueError):   # ValueError: JSON or UTF-8 decoding
+        saved = None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--resume: {saved_path} is missing or damaged; this is not a steve run folder")
     saved_run = saved.pop("_run", None) or {}
     now = json.loads(json.dumps({**cfg, "output_root": saved.get("output_root")}))  # where, not what
     if saved != now:
@@ -573,7 +575,8 @@ def check_resume(args, cfg: dict, out: Path) -> dict:
 
 def check_logs_kept(out: Path, cfg: dict, sizes: dict, speedrun: bool) -> None:
     """--resume cuts every log back to its length at the backup; a log that is shorter now (deleted,
-    emptied, cut) would lose its history silently (or be padded with NUL bytes): one line, exit 2."""
+    emptied, cut) would lose its history silently (or be padded with NUL bytes), and one whose kept
+    part is not text (overwritten) could not be continued: one line, exit 2."""
     paths = log_paths(out, cfg)
     for key, size in sizes.items():
         if speedrun and key in ("value", "world"):   # the learner processes' own logs, racing
@@ -583,6 +586,14 @@ def check_logs_kept(out: Path, cfg: dict, sizes: dict, speedrun: bool) -> None:
             raise UsageError(f"--resume: {paths[key]} " + ("is missing" if have is None else f"holds {have} bytes")
                              + f", the backup expects at least {size} (restore it, or start a new run in "
                              "another --out-dir)")
+        if size:
+            with open(paths[key], "rb") as f:
+                kept = f.read(size)
+            try:
+                kept.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise UsageError(f"--resume: {paths[key]} is not the text it was at the backup (byte {error.start} "
+                                 f"is not UTF-8); restore it, or start a new run in another --out-dir") from None
 
 
 def restartable(out: Path, cfg: dict, args) -> bool:

@@ -178,6 +178,19 @@ def _edited(runs, inputs, run: str, file: str, edit) -> Path:
     return copy
 
 
+def _replaced(runs, inputs, run: str, file: str, content: bytes | None) -> Path:
+    """A copy of a fixture run folder with `file` overwritten by `content`, or replaced by a
+    folder (content None)."""
+    copy = inputs / f"replaced_{run}_{Path(file).name}"
+    shutil.copytree(runs[run], copy)
+    (copy / file).unlink()
+    if content is None:
+        (copy / file).mkdir()
+    else:
+        (copy / file).write_bytes(content)
+    return copy
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -253,6 +266,11 @@ INPUTS = {  # placeholder -> how to make it (runs, inputs folder, tmp_path)
     "edited_steve_config": lambda r, i, t: _edited(r, i, "steve", "config.json",
                                                    lambda text: text.replace('"seed": 0', '"seed": 7')),
     "nolog_o4meta": lambda r, i, t: _edited(r, i, "o4meta", "log.txt", None),
+    # a file overwritten with bytes that are not text, or replaced by a folder
+    "binmetrics_searl": lambda r, i, t: _replaced(r, i, "searl", "metrics.csv", bytes(range(128, 256)) * 40),
+    "dirmetrics_pb2": lambda r, i, t: _replaced(r, i, "pb2", "metrics.csv", None),
+    "binmetrics_steve": lambda r, i, t: _replaced(r, i, "steve", "metrics.csv", bytes(range(128, 256)) * 40),
+    "listconfig_steve": lambda r, i, t: _replaced(r, i, "steve", "config.json", b"[1, 2]"),
     "cutlog_o4meta": lambda r, i, t: _edited(r, i, "o4meta", "log.txt", lambda text: text[:40]),
     "half_elite": lambda r, i, t: _damaged_file(r, i, "searl", "elite_policy.pt"),
     "half_valuerl": lambda r, i, t: _damaged_file(r, i, "steve", "checkpoints/valuerl.pt"),
@@ -418,6 +436,7 @@ CASES = [
     bad(ST, "resume-other-papers-run", "--resume --out-dir {pb2}", "config key"),
     bad(ST, "resume-metrics-deleted", "--resume --out-dir {nometrics_searl}", "metrics.csv is missing"),
     bad(ST, "resume-another-runs-checkpoint", "--resume --out-dir {foreign_searl}", "another run's"),
+    bad(ST, "resume-metrics-overwritten", "--resume --out-dir {binmetrics_searl}", "metrics.csv cannot be read"),
     # searl/evaluate.py ----------------------------------------------------------------------------
     bad(SE_, "absent-run-dir", "{new}", "no exported policy"),
     bad(SE_, "other-papers-run-dir", "{pb2}", "no exported policy"),
@@ -478,6 +497,7 @@ CASES = [
     bad(PB, "resume-other-papers-run", "--resume --out-dir {searl}", "config key"),
     bad(PB, "resume-metrics-emptied", "--resume --out-dir {emptymetrics_pb2}", "metrics.csv holds 0 rows"),
     bad(PB, "resume-foreign-torch-file", "--resume --out-dir {foreign_pb2}", "is not a checkpoint of the run"),
+    bad(PB, "resume-metrics-a-folder", "--resume --out-dir {dirmetrics_pb2}", "metrics.csv cannot be read"),
     # synthetic_envs/train.py ----------------------------------------------------------------------
     bad(SEV, "near-miss-env", "--env clif --out-dir {se}", "cliff"),
     bad(SEV, "gym-id", "--env CartPole-v1 --out-dir {new}", "allowed"),
@@ -575,6 +595,10 @@ CASES = [
     bad(VT, "resume-another-runs-backup", f"{PENDULUM} --resume --out-dir {{foreign_steve}}", "another run's"),
     bad(VT, "resume-config-json-edited", f"{PENDULUM} --resume --out-dir {{edited_steve_config}}",
         "config.json was changed"),
+    bad(VT, "resume-metrics-overwritten", f"{PENDULUM} --resume --out-dir {{binmetrics_steve}}",
+        "metrics.csv is not the text it was"),
+    bad(VT, "resume-config-json-a-list", f"{PENDULUM} --resume --out-dir {{listconfig_steve}}",
+        "config.json is missing or damaged"),
     bad(VT, "backup-every-0", f"{PENDULUM} --backup-every 0 --out-dir {{new}}", "--backup-every"),
     bad(VT, "set-unknown-key", f"{PENDULUM} --set policy_config.hiden_dim=3 --out-dir {{new}}", "hiden_dim"),
     bad(VT, "set-not-a-number", f"{PENDULUM} --set policy_config.batch_size=abc --out-dir {{new}}", "number"),
