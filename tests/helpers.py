@@ -130,3 +130,18 @@ def run_readme_example(paper: str, dest: Path, timeout=300) -> subprocess.Comple
     copy_project(dest, [paper])
     (dest / "example.py").write_text(readme_example(paper))
     return isolated_python("example.py", cwd=dest, timeout=timeout)
+
+
+def tensor_data_offset(path, record: str = "tensor") -> int:
+    """Where the bytes of a torch.save file's first tensor (record="tensor") or of its largest
+    record (record="largest": a tensor, or the pickle where numbers are numpy arrays) start inside
+    the zip's stored, uncompressed data, for tests that flip a byte there."""
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        records = [i for i in archive.infolist() if i.file_size > 0]
+    info = (next(i for i in records if "/data/" in i.filename) if record == "tensor"
+            else max(records, key=lambda i: i.file_size))
+    data = Path(path).read_bytes()
+    name_len, extra_len = (int.from_bytes(data[info.header_offset + k:info.header_offset + k + 2], "little")
+                           for k in (26, 28))
+    return info.header_offset + 30 + name_len + extra_len

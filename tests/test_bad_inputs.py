@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, tensor_data_offset
 
 from common.cli import run_main
 from common.runs import _check_main
@@ -178,6 +178,18 @@ def _edited(runs, inputs, run: str, file: str, edit) -> Path:
     return copy
 
 
+def _flipped(runs, inputs, run: str, file: str) -> Path:
+    """A copy of a fixture run folder with one bit flipped inside the largest record of checkpoint
+    `file`: a tensor's bytes (torch.load alone would load it as another number) or, where the
+    numbers are numpy arrays, the pickle."""
+    copy = inputs / f"flipped_{run}"
+    shutil.copytree(runs[run], copy)
+    data = bytearray((copy / file).read_bytes())
+    data[tensor_data_offset(copy / file, "largest") + 1000] ^= 0x10
+    (copy / file).write_bytes(bytes(data))
+    return copy
+
+
 def _replaced(runs, inputs, run: str, file: str, content: bytes | None) -> Path:
     """A copy of a fixture run folder with `file` overwritten by `content`, or replaced by a
     folder (content None)."""
@@ -266,6 +278,11 @@ INPUTS = {  # placeholder -> how to make it (runs, inputs folder, tmp_path)
     "edited_steve_config": lambda r, i, t: _edited(r, i, "steve", "config.json",
                                                    lambda text: text.replace('"seed": 0', '"seed": 7')),
     "nolog_o4meta": lambda r, i, t: _edited(r, i, "o4meta", "log.txt", None),
+    # one bit flipped inside the data: every paper's --resume refuses it (zip CRC-32s)
+    **{f"flipped_{run}": (lambda r, i, t, run=run, file=file: _flipped(r, i, run, file))
+       for run, file in (("searl", "checkpoints/latest.pt"), ("pb2", "checkpoints/latest.pt"),
+                         ("se", "checkpoints/latest.pt"), ("steve", "checkpoints/backup.pt"),
+                         ("o4meta", "checkpoint.pt"))},
     # a file overwritten with bytes that are not text, or replaced by a folder
     "binmetrics_searl": lambda r, i, t: _replaced(r, i, "searl", "metrics.csv", bytes(range(128, 256)) * 40),
     "dirmetrics_pb2": lambda r, i, t: _replaced(r, i, "pb2", "metrics.csv", None),
@@ -437,6 +454,7 @@ CASES = [
     bad(ST, "resume-metrics-deleted", "--resume --out-dir {nometrics_searl}", "metrics.csv is missing"),
     bad(ST, "resume-another-runs-checkpoint", "--resume --out-dir {foreign_searl}", "another run's"),
     bad(ST, "resume-metrics-overwritten", "--resume --out-dir {binmetrics_searl}", "metrics.csv cannot be read"),
+    bad(ST, "resume-flipped-bit-in-data", "--resume --out-dir {flipped_searl}", "checksum mismatch"),
     # searl/evaluate.py ----------------------------------------------------------------------------
     bad(SE_, "absent-run-dir", "{new}", "no exported policy"),
     bad(SE_, "other-papers-run-dir", "{pb2}", "no exported policy"),
@@ -498,6 +516,7 @@ CASES = [
     bad(PB, "resume-metrics-emptied", "--resume --out-dir {emptymetrics_pb2}", "metrics.csv holds 0 rows"),
     bad(PB, "resume-foreign-torch-file", "--resume --out-dir {foreign_pb2}", "is not a checkpoint of the run"),
     bad(PB, "resume-metrics-a-folder", "--resume --out-dir {dirmetrics_pb2}", "metrics.csv cannot be read"),
+    bad(PB, "resume-flipped-bit-in-data", "--resume --out-dir {flipped_pb2}", "checksum mismatch"),
     # synthetic_envs/train.py ----------------------------------------------------------------------
     bad(SEV, "near-miss-env", "--env clif --out-dir {se}", "cliff"),
     bad(SEV, "gym-id", "--env CartPole-v1 --out-dir {new}", "allowed"),
@@ -542,6 +561,7 @@ CASES = [
         "cannot read checkpoint", "latest.pt"),
     bad(SEV, "resume-other-papers-run", "--resume --out-dir {pb2}", "config"),
     bad(SEV, "resume-list-as-checkpoint", "--resume --out-dir {foreign_se}", "is not a checkpoint of the run"),
+    bad(SEV, "resume-flipped-bit-in-data", "--resume --out-dir {flipped_se}", "checksum mismatch"),
     # synthetic_envs/evaluate.py -------------------------------------------------------------------
     bad(SEE, "absent-run-dir", "{new}", "no run folder"),
     bad(SEE, "file-as-run-dir", "{file}", "no run folder"),
@@ -599,6 +619,8 @@ CASES = [
         "metrics.csv is not the text it was"),
     bad(VT, "resume-config-json-a-list", f"{PENDULUM} --resume --out-dir {{listconfig_steve}}",
         "config.json is missing or damaged"),
+    bad(VT, "resume-flipped-bit-in-data", f"{PENDULUM} --resume --out-dir {{flipped_steve}}",
+        "checksum mismatch"),
     bad(VT, "backup-every-0", f"{PENDULUM} --backup-every 0 --out-dir {{new}}", "--backup-every"),
     bad(VT, "set-unknown-key", f"{PENDULUM} --set policy_config.hiden_dim=3 --out-dir {{new}}", "hiden_dim"),
     bad(VT, "set-not-a-number", f"{PENDULUM} --set policy_config.batch_size=abc --out-dir {{new}}", "number"),
@@ -693,6 +715,8 @@ CASES = [
     # a killed meta-training ({o4meta}, with its checkpoint): what --resume checks first
     bad(OM, "resume-truncated-checkpoint", O4META.replace("{o4meta}", "{damaged_o4meta}") + " --resume",
         "checkpoint.pt"),
+    bad(OM, "resume-flipped-bit-in-data", O4META.replace("{o4meta}", "{flipped_o4meta}") + " --resume",
+        "checksum mismatch"),
     bad(OM, "resume-another-runs-checkpoint", O4META.replace("{o4meta}", "{foreign_o4meta}") + " --resume",
         "another run's"),
     bad(OM, "resume-config-json-edited", O4META.replace("{o4meta}", "{edited_o4meta_config}") + " --resume",

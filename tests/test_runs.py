@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from helpers import tensor_data_offset
 
 from common.cli import Diverged, UsageError
 from common.runs import (RunDir, check_out_dir, check_run_dir, default_run_dir, load_checkpoint,
@@ -211,23 +212,12 @@ def test_a_damaged_checkpoint_is_one_usage_error_naming_the_file(tmp_path, damag
     assert str(path) in message and "start a new run" in message and "\n" not in message
 
 
-def _tensor_data_offset(path) -> int:
-    """Where the bytes of the checkpoint's tensor record start (inside the zip's stored data)."""
-    import zipfile
-    with zipfile.ZipFile(path) as archive:
-        info = next(i for i in archive.infolist() if "/data/" in i.filename)
-    data = path.read_bytes()
-    name_len, extra_len = (int.from_bytes(data[info.header_offset + k:info.header_offset + k + 2], "little")
-                           for k in (26, 28))
-    return info.header_offset + 30 + name_len + extra_len
-
-
 def test_a_flipped_byte_inside_tensor_data_is_refused_not_loaded(tmp_path):
     """torch.load reads tensor bytes unchecked: without the CRC check this loads as another
     number. Every byte of the record is tried at one place: the first, a middle and the last."""
     weights = torch.arange(1000.0)
     path = save_checkpoint({"weights": weights, "step": 3}, tmp_path / "latest.pt")
-    start, clean = _tensor_data_offset(path), path.read_bytes()
+    start, clean = tensor_data_offset(path), path.read_bytes()
     for offset in (start, start + 2000, start + 4 * 1000 - 1):
         damaged = bytearray(clean)
         damaged[offset] ^= 0x01
