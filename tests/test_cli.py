@@ -2,6 +2,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import sys
     from common.cli import (ArgumentParser, UsageError, add_common_args, add_parallel_args,
@@ -136,6 +138,25 @@ def test_sigterm_is_one_line_naming_the_folder_and_resume(tmp_path):
     assert "interrupted (SIGTERM)" in last and f"--resume --out-dir {out}" in last, last
 
 
+@pytest.mark.parametrize("command, checkpoint, how", [
+    (["searl/train.py", "--smoke", "--total-steps", "400000", "--no-plots"], "checkpoints/latest.pt", "SIGTERM"),
+    (["pb2_procgen/train.py", "--smoke", "--env", "toy", "--max_budget", "400000", "--no-plots"],
+     "checkpoints/latest.pt", "ctrl-C"),
+    (["optim4rl/main.py", "--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=240000",
+      "--checkpoint-every", "1"], "checkpoint.pt", "ctrl-C"),
+], ids=["searl", "pb2_procgen", "optim4rl"])
+def test_the_other_papers_stop_in_one_line_too(tmp_path, command, checkpoint, how):
+    """The two tests above for SEARL, PB2 and optim4rl: one line naming the folder and the
+    --resume that continues it, the conventional exit status, a checkpoint that loads."""
+    from common.runs import load_checkpoint
+    proc, err, out = _interrupt_a_run(tmp_path, command, checkpoint, how)
+    assert proc.returncode == (130 if how == "ctrl-C" else 143), err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    last = [line for line in err.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert f"interrupted ({how})" in last and f"--resume --out-dir {out}" in last, last
+    load_checkpoint(out / checkpoint)
+
+
 def test_an_interrupted_run_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     """Stopped before its first checkpoint: the line must not promise --resume."""
     from common import cli, runs
@@ -158,8 +179,6 @@ def test_an_interrupted_run_without_a_checkpoint_says_there_is_nothing_to_resume
 
 def test_a_failed_write_is_one_line_and_exit_1_and_other_os_errors_are_not_swallowed(capsys):
     import errno
-
-    import pytest
 
     from common.cli import run_main
 
