@@ -514,13 +514,19 @@ def resume_checkpoint(log_dir: Path, cfg: dict, args) -> dict:
 def cut_log_back(log_file: Path, size: int) -> None:
     """log.txt as it was at the checkpoint: the lines of the iterations after it are logged again
     by the resumed run. A log shorter than that (deleted, emptied, cut) would lose its history
-    without a word: one line, exit 2, nothing written."""
+    without a word, and one whose kept part is not text was overwritten: one line, exit 2, nothing
+    written."""
     have = log_file.stat().st_size if log_file.is_file() else None
     if have is None or have < size:
         raise UsageError(f"--resume: {log_file} " + ("is missing" if have is None else f"holds {have} bytes")
                          + f", the checkpoint expects at least {size} (restore it, or start a new run in "
                          "another --out-dir)")
     with open(log_file, "r+b") as f:
+        try:
+            f.read(size).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UsageError(f"--resume: {log_file} is not the text it was at the checkpoint (byte {error.start} "
+                             f"is not UTF-8); restore it, or start a new run in another --out-dir") from None
         f.truncate(size)
 
 
