@@ -680,10 +680,8 @@ def main(argv=None) -> None:
                  for j in range(evaluators)]
     check_env_matches(cfg, envs[0])
     # a damaged backup, another run's or an edited config.json: one line, exit 2
+    # (backups older than the seal, including those without env or log positions, are refused there)
     saved = unseal_checkpoint(load_checkpoint(backup_path), out, backup_path) if args.resume else None
-    if saved is not None and not {"envs", "logs", "actor"} <= set(saved):
-        raise UsageError(f"{backup_path} was written by an older steve/train.py (no env or log positions); "
-                         "it cannot continue exactly: start a new run in another --out-dir")
     speedrun = args.speedrun or cfg["policy_config"]["frames_per_update"] is False
     if saved is not None:
         check_logs_kept(out, cfg, saved["logs"], speedrun)

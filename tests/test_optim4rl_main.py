@@ -218,11 +218,24 @@ def test_update_against_gradient_slope_tells_sign_sgd_from_sgd(tmp_path):
     assert out.stat().st_size > 1000
 
 
+def kill_when_logged(args: list[str], out, text: str, env: dict, timeout: float) -> None:
+    """Start `optim4rl/main.py ARGS --out-dir OUT` and kill it (-9: no clean-up runs) once its
+    log.txt holds `text` (or after `timeout` seconds)."""
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and text not in ((out / "log.txt").read_text()
+                                                  if (out / "log.txt").exists() else ""):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     import os
-    import signal
-    import time
 
     import torch
     args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=24000",
@@ -231,15 +244,7 @@ def test_meta_training_killed_with_sigkill_resumes_exactly(tmp_path):
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}         # the resume below runs with this shell's default
     assert run_train("optim4rl", *args, "--out-dir", str(whole), env=one_thread).returncode == 0
     assert not (whole / "checkpoint.pt").exists()                                 # a finished run keeps none
-    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(cut)],
-                            cwd=ROOT, env=one_thread,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and "Iteration 10/" not in ((cut / "log.txt").read_text()
-                                                             if (cut / "log.txt").exists() else ""):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_logged(args, cut, "Iteration 10/", env=one_thread, timeout=300)
     assert (cut / "checkpoint.pt").exists() and not is_finished_log(cut / "log.txt"), "nothing was tested"
     for wrong in (["--seed", "5"], ["--overwrite"]):                               # not this run: refused
         refused = run_train("optim4rl", *args, *wrong, "--resume", "--out-dir", str(cut))
@@ -308,20 +313,10 @@ def test_meta_training_killed_before_its_first_checkpoint_restarts_with_the_same
     """Nothing to resume and nothing to lose: the same command starts it afresh (issue 34, item 2);
     --resume says there is no checkpoint, and a start of another config is still refused."""
     import os
-    import signal
-    import time
     args = ["--config", "catch_meta", "--set", "env.num_envs=8", "--set", "env.train_steps=16000",
             "--set", "display_interval=1", "--checkpoint-every", "100"]        # 20 meta-iterations, no checkpoint
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "optim4rl" / "main.py"), *args, "--out-dir", str(out)],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and "Iteration 2/" not in ((out / "log.txt").read_text()
-                                                            if (out / "log.txt").exists() else ""):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_logged(args, out, "Iteration 2/", env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert not is_finished_log(out / "log.txt") and not (out / "checkpoint.pt").exists(), "nothing was tested"
     resumed = run_train("optim4rl", *args, "--resume", "--out-dir", str(out))
     assert resumed.returncode == 2 and "no checkpoint.pt" in resumed.stderr and "without --resume" in resumed.stderr

@@ -17,7 +17,7 @@ import torch
 
 from helpers import ROOT, run_in_process
 from common.cli import UsageError
-from common.runs import unlock_run_dir
+from common.runs import CONFIG_HASH_KEY, unlock_run_dir
 from steve.config import load_config
 from steve.train import Run, allowed, choose_actions, main, value_config, world_batch
 
@@ -89,13 +89,13 @@ def test_resume_refuses_another_seed_config_or_setting(tmp_path):
     one_line = run_in_process("steve.train", *base, "--seed", "99")   # and through run_main: one line, exit 2
     assert one_line.returncode == 2 and one_line.stderr.count("\n") == 1, one_line.stderr
     assert files(out) == before
-    old = tmp_path / "old"   # a backup from before the env and log positions were saved
+    old = tmp_path / "old"   # a backup from before the env and log positions (and the config seal) were saved
     shutil.copytree(out, old)
     state = torch.load(old / "checkpoints" / "backup.pt", weights_only=False)
-    torch.save({k: v for k, v in state.items() if k not in ("envs", "logs", "actor")},
+    torch.save({k: v for k, v in state.items() if k not in ("envs", "logs", "actor", CONFIG_HASH_KEY)},
                old / "checkpoints" / "backup.pt")
     kept = files(old)
-    with pytest.raises(UsageError, match="older steve/train.py"):
+    with pytest.raises(UsageError, match="written before checkpoints recorded it"):
         main([PENDULUM.format("ddpg"), "--smoke", "--resume", "--out-dir", str(old)])
     assert files(old) == kept
     unlock_run_dir(out)   # main() above took the folder's lock, as a process holds it for its life
